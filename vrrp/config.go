@@ -1,0 +1,286 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/xkeep/xkeep/vrrp/packet"
+)
+
+// Config is everything the VRRP engine runs: instances, the scripts they
+// track, and sync groups. The daemon builds it from keepalived.conf; the
+// vrrp package knows nothing of that file.
+type Config struct {
+	Instances  []InstanceConfig
+	Scripts    []ScriptConfig
+	SyncGroups []SyncGroupConfig
+	// AllowInsecureScripts runs notify and track scripts that a non-root
+	// user could change (keepalived without enable_script_security).
+	// When false such scripts are refused and logged.
+	AllowInsecureScripts bool
+	// ScriptUser runs scripts that name no user (keepalived's
+	// script_user); empty means the daemon's own user.
+	ScriptUser string
+}
+
+// InstanceConfig is one vrrp_instance.
+type InstanceConfig struct {
+	Name      string
+	Interface string
+	VRID      uint8
+	// Version is 2 or 3. IPv6 instances are always 3.
+	Version int
+	// Priority is the base priority, 1..255; 255 is the address owner.
+	Priority uint8
+	// AdvertInterval is advert_int: whole seconds for VRRPv2, a multiple
+	// of 10ms for VRRPv3.
+	AdvertInterval time.Duration
+	// StartAsMaster is keepalived's `state MASTER`: take over after one
+	// interval unless a master is heard (keepalived's behaviour).
+	StartAsMaster bool
+	NoPreempt     bool
+	PreemptDelay  time.Duration
+	AuthType      packet.AuthType
+	AuthPass      string
+	VIPs          []VIP
+	// SourceAddr is the address adverts are sent from and compared by
+	// (unicast_src_ip / mcast_src_ip); when invalid the runtime uses the
+	// interface's primary address of the VIPs' family.
+	SourceAddr   netip.Addr
+	UnicastPeers []netip.Addr
+	// UnicastTTL is the TTL of unicast adverts (default 255).
+	UnicastTTL uint8
+	// LowerPrioNoAdvert stops a master from answering a lower-priority
+	// advert with one of its own.
+	LowerPrioNoAdvert bool
+	// Checksum is how VRRPv3 over IPv4 is checksummed (v3_checksum_as_v2
+	// selects packet.MessageOnly).
+	Checksum        packet.ChecksumMode
+	GARP            GARPConfig
+	TrackInterfaces []TrackInterface
+	TrackScripts    []TrackScript
+	Notify          NotifyConfig
+}
+
+// VIP is a virtual address with how to install it.
+type VIP struct {
+	Prefix netip.Prefix
+	// Dev is the interface to add it to; empty means the instance's.
+	Dev   string
+	Label string
+	// Scope is the address scope (0 global, 253 link, 254 host).
+	Scope uint8
+}
+
+func (v VIP) String() string {
+	s := v.Prefix.String()
+	if v.Dev != "" {
+		s += " dev " + v.Dev
+	}
+	if v.Label != "" {
+		s += " label " + v.Label
+	}
+	return s
+}
+
+// GARPConfig is when gratuitous ARPs (unsolicited NAs for IPv6) are sent.
+type GARPConfig struct {
+	// MasterRepeat is how many are sent at once on becoming master.
+	MasterRepeat int
+	// MasterDelay is when the second block follows; 0 sends none.
+	MasterDelay time.Duration
+	// MasterRefresh repeats them while master; 0 never.
+	MasterRefresh       time.Duration
+	MasterRefreshRepeat int
+	// Interval spaces the messages of one block.
+	Interval time.Duration
+}
+
+// DefaultGARP is keepalived's default: 5 at once, 5 more after 5 s.
+var DefaultGARP = GARPConfig{MasterRepeat: 5, MasterDelay: 5 * time.Second, MasterRefreshRepeat: 1}
+
+// TrackInterface makes an instance follow a link's state.
+type TrackInterface struct {
+	Name string
+	// Weight 0 puts the instance in FAULT while the link is down; a
+	// positive weight is added while it is up, a negative one while down.
+	Weight  int
+	Reverse bool
+}
+
+// TrackScript makes an instance follow a ScriptConfig's result, with the
+// same weight rules as TrackInterface.
+type TrackScript struct {
+	Name    string
+	Weight  int
+	Reverse bool
+}
+
+// ScriptConfig is a vrrp_script.
+type ScriptConfig struct {
+	Name     string
+	Command  string
+	Interval time.Duration
+	Timeout  time.Duration
+	Rise     int
+	Fall     int
+	User     string
+	// InitFail starts the script in the failed state.
+	InitFail bool
+}
+
+// NotifyConfig holds notify commands (a program and arguments, split like
+// a shell word list).
+type NotifyConfig struct {
+	Master, Backup, Fault, Stop string
+	// Any is `notify`: run on every change with INSTANCE|GROUP, the name,
+	// the state and the priority appended.
+	Any string
+}
+
+// SyncGroupConfig is a vrrp_sync_group: its instances change state
+// together.
+type SyncGroupConfig struct {
+	Name      string
+	Instances []string
+	Notify    NotifyConfig
+}
+
+// Family returns whether the instance runs over IPv6.
+func (c *InstanceConfig) IsIPv6() bool {
+	for _, v := range c.VIPs {
+		return v.Prefix.Addr().Is6()
+	}
+	for _, p := range c.UnicastPeers {
+		return p.Is6()
+	}
+	return c.SourceAddr.Is6()
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	names := map[string]bool{}
+	scripts := map[string]bool{}
+	for i := range c.Scripts {
+		s := &c.Scripts[i]
+		if s.Name == "" || s.Command == "" {
+			errs = append(errs, fmt.Errorf("vrrp_script %q: needs a name and a script", s.Name))
+		}
+		if s.Interval <= 0 {
+			s.Interval = time.Second
+		}
+		if s.Timeout <= 0 {
+			s.Timeout = s.Interval
+		}
+		s.Rise = max(s.Rise, 1)
+		s.Fall = max(s.Fall, 1)
+		scripts[s.Name] = true
+	}
+	vrids := map[string]string{}
+	for i := range c.Instances {
+		in := &c.Instances[i]
+		if err := in.validate(scripts); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if names[in.Name] {
+			errs = append(errs, fmt.Errorf("vrrp_instance %s: defined twice", in.Name))
+		}
+		names[in.Name] = true
+		fam := "ipv4"
+		if in.IsIPv6() {
+			fam = "ipv6"
+		}
+		key := fmt.Sprintf("%s/%s/%d/%v", in.Interface, fam, in.VRID, len(in.UnicastPeers) > 0)
+		if other, ok := vrids[key]; ok {
+			errs = append(errs, fmt.Errorf("vrrp_instance %s: virtual_router_id %d on %s is already used by %s", in.Name, in.VRID, in.Interface, other))
+		}
+		vrids[key] = in.Name
+	}
+	member := map[string]string{}
+	for _, g := range c.SyncGroups {
+		for _, n := range g.Instances {
+			if !names[n] {
+				errs = append(errs, fmt.Errorf("vrrp_sync_group %s: unknown instance %q", g.Name, n))
+			}
+			if other, ok := member[n]; ok {
+				errs = append(errs, fmt.Errorf("vrrp_sync_group %s: instance %s is already in group %s", g.Name, n, other))
+			}
+			member[n] = g.Name
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (in *InstanceConfig) validate(scripts map[string]bool) error {
+	where := "vrrp_instance " + in.Name
+	switch {
+	case in.Name == "":
+		return errors.New("vrrp_instance: needs a name")
+	case in.Interface == "":
+		return fmt.Errorf("%s: needs an interface", where)
+	case in.VRID == 0:
+		return fmt.Errorf("%s: virtual_router_id 0 (want 1..255)", where)
+	case in.Priority == 0:
+		return fmt.Errorf("%s: priority 0 (want 1..255)", where)
+	}
+	is6 := in.IsIPv6()
+	if is6 && in.Version == 2 {
+		in.Version = 3 // keepalived: IPv6 forces VRRPv3
+	}
+	if in.Version == 0 {
+		in.Version = 2
+	}
+	if in.AdvertInterval <= 0 {
+		in.AdvertInterval = time.Second
+	}
+	switch in.Version {
+	case 2:
+		if in.AdvertInterval%time.Second != 0 || in.AdvertInterval > 255*time.Second {
+			return fmt.Errorf("%s: advert_int %v must be whole seconds (1..255) with VRRPv2 (use vrrp_version 3 for sub-second intervals)", where, in.AdvertInterval)
+		}
+	case 3:
+		if in.AdvertInterval%(10*time.Millisecond) != 0 || in.AdvertInterval > packet.MaxV3Interval {
+			return fmt.Errorf("%s: advert_int %v must be a multiple of 10ms up to 40.95s with VRRPv3", where, in.AdvertInterval)
+		}
+		if in.AuthType != packet.AuthNone {
+			return fmt.Errorf("%s: authentication is VRRPv2 only (remove it or use vrrp_version 2)", where)
+		}
+	default:
+		return fmt.Errorf("%s: version %d (want 2 or 3)", where, in.Version)
+	}
+	if in.AuthType == packet.AuthAH {
+		return fmt.Errorf("%s: auth_type AH is not supported (use PASS or none)", where)
+	}
+	for _, v := range in.VIPs {
+		if !v.Prefix.IsValid() || v.Prefix.Addr().Is6() != is6 {
+			return fmt.Errorf("%s: virtual address %s: all addresses of an instance must be of one family", where, v.Prefix)
+		}
+	}
+	if len(in.VIPs) > 255 {
+		return fmt.Errorf("%s: %d virtual addresses (max 255 in an advert; use virtual_ipaddress_excluded)", where, len(in.VIPs))
+	}
+	for _, p := range in.UnicastPeers {
+		if p.Is6() != is6 {
+			return fmt.Errorf("%s: unicast_peer %s is not of the VIPs' family", where, p)
+		}
+	}
+	if in.UnicastTTL == 0 {
+		in.UnicastTTL = packet.TTL
+	}
+	if in.GARP.MasterRepeat <= 0 {
+		in.GARP.MasterRepeat = DefaultGARP.MasterRepeat
+	}
+	if in.GARP.MasterRefreshRepeat <= 0 {
+		in.GARP.MasterRefreshRepeat = DefaultGARP.MasterRefreshRepeat
+	}
+	for _, ts := range in.TrackScripts {
+		if !scripts[ts.Name] {
+			return fmt.Errorf("%s: track_script %q is not a defined vrrp_script", where, ts.Name)
+		}
+	}
+	return nil
+}
