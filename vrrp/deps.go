@@ -1,0 +1,102 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/xkeep/xkeep/vrrp/packet"
+)
+
+// The Router reaches the world only through these interfaces, so it can
+// be driven without root or a network (see vrrptest). The Linux
+// implementations are in linux.go.
+
+// Clock is the time source (tailscale tstime-style).
+type Clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a one-shot timer that can be re-armed.
+type Timer interface {
+	Chan() <-chan time.Time
+	// Reset re-arms the timer to fire d from now, dropping any pending
+	// expiry.
+	Reset(d time.Duration)
+	Stop()
+}
+
+// Network opens VRRP sockets and watches links.
+type Network interface {
+	// Listen opens the VRRP socket of an interface for one family, joined
+	// to the VRRP multicast group of that interface.
+	Listen(ifname string, ipv6 bool) (Conn, error)
+	// PrimaryAddr is the address adverts leave from when no source is
+	// configured: the first IPv4 address, or the IPv6 link-local one.
+	PrimaryAddr(ifname string, ipv6 bool) (netip.Addr, error)
+	// Links returns whether each link is up (up and running) now.
+	Links() (map[string]bool, error)
+	// WatchLinks calls fn for every link state change until ctx ends.
+	WatchLinks(ctx context.Context, fn func(name string, up bool)) error
+}
+
+// Conn is one VRRP socket.
+type Conn interface {
+	// Read returns the next advert. A malformed packet returns a
+	// *packet.DecodeError (read on); a closed socket net.ErrClosed.
+	Read() (*packet.Packet, error)
+	// Write sends a VRRP message from src to dst with the given TTL or
+	// hop limit.
+	Write(src, dst netip.Addr, ttl uint8, msg []byte) error
+	Close() error
+}
+
+// AddressManager adds and removes virtual addresses.
+type AddressManager interface {
+	// AddVIP adds the address to vip.Dev (or dev when empty); an address
+	// already there is no error.
+	AddVIP(vip VIP, dev string) error
+	// RemoveVIP removes it; an absent address is no error.
+	RemoveVIP(vip VIP, dev string) error
+}
+
+// Announcer sends one gratuitous ARP (IPv4) or unsolicited neighbour
+// advertisement (IPv6) for addr on an interface.
+type Announcer interface {
+	Announce(ifname string, addr netip.Addr) error
+}
+
+// Command is a script to run.
+type Command struct {
+	// Argv is the program and its arguments.
+	Argv    []string
+	User    string
+	Timeout time.Duration
+}
+
+// ScriptRunner runs scripts; nil error means exit status 0.
+type ScriptRunner interface {
+	Run(ctx context.Context, cmd Command) error
+}
+
+// ErrInsecureScript is returned by a ScriptRunner that refuses a script
+// a non-root user could modify.
+var ErrInsecureScript = errors.New("insecure script")
+
+type realClock struct{}
+
+// SystemClock is the real clock.
+func SystemClock() Clock { return realClock{} }
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) NewTimer(d time.Duration) Timer {
+	return realTimer{time.NewTimer(d)}
+}
+
+type realTimer struct{ t *time.Timer }
+
+func (t realTimer) Chan() <-chan time.Time { return t.t.C }
+func (t realTimer) Reset(d time.Duration)  { t.t.Reset(d) }
+func (t realTimer) Stop()                  { t.t.Stop() }

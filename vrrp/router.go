@@ -1,0 +1,637 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/xkeep/xkeep/vrrp/packet"
+)
+
+// Deps are the Router's connections to the world.
+type Deps struct {
+	Clock     Clock
+	Network   Network
+	Addrs     AddressManager
+	Announcer Announcer
+	Scripts   ScriptRunner
+	Logger    *slog.Logger
+	// OnStateChange, when set, is called for every instance transition,
+	// in order, from a goroutine of the router (not the protocol loop, so
+	// a slow hook delays no advert). The daemon attaches and detaches the
+	// dataplane from it.
+	OnStateChange func(StateChanged)
+}
+
+// StopTimeout bounds a graceful stop: priority 0 adverts and address
+// removal happen at once; notify_stop scripts get the rest.
+const StopTimeout = 1500 * time.Millisecond
+
+// Router runs VRRP instances: the Machine plus sockets, addresses,
+// gratuitous ARP, scripts and timers. Create it with NewRouter, run it
+// with Run; Status, Reload and Errors may be called from any goroutine.
+type Router struct {
+	deps Deps
+	log  *slog.Logger
+
+	mu  sync.Mutex // guards m, cfg, insts and errors (Status reads them)
+	m   *Machine
+	cfg Config
+	// insts is the runtime side of each instance.
+	insts  map[string]*runInstance
+	errors map[packet.Reason]uint64
+
+	conns  map[connKey]*conn
+	events chan event
+	reload chan reloadReq
+	notes  chan StateChanged
+
+	scriptCancel context.CancelFunc
+	scriptsWG    sync.WaitGroup
+	bgWG         sync.WaitGroup // gratuitous ARP and notify goroutines
+	// stopped is closed when Run ends, so readers never block on events.
+	stopped chan struct{}
+}
+
+type connKey struct {
+	ifname string
+	ipv6   bool
+}
+
+type conn struct {
+	key connKey
+	c   Conn
+}
+
+type runInstance struct {
+	cfg InstanceConfig
+	key connKey
+}
+
+type event struct {
+	at     time.Time
+	key    connKey
+	pkt    *packet.Packet
+	reason packet.Reason // a dropped packet
+	link   *LinkChanged
+	script *ScriptResult
+}
+
+type reloadReq struct {
+	cfg  Config
+	done chan error
+}
+
+// NewRouter checks cfg and returns a router that is not yet running.
+func NewRouter(cfg Config, deps Deps) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Clock == nil {
+		deps.Clock = SystemClock()
+	}
+	if deps.Network == nil || deps.Addrs == nil || deps.Announcer == nil || deps.Scripts == nil {
+		return nil, errors.New("vrrp router: Network, Addrs, Announcer and Scripts are required")
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Router{
+		deps:    deps,
+		log:     log,
+		m:       NewMachine(),
+		cfg:     cfg,
+		insts:   map[string]*runInstance{},
+		errors:  map[packet.Reason]uint64{},
+		conns:   map[connKey]*conn{},
+		events:  make(chan event, 256),
+		reload:  make(chan reloadReq),
+		notes:   make(chan StateChanged, 1024),
+		stopped: make(chan struct{}),
+	}, nil
+}
+
+// Status returns a snapshot of every instance.
+func (r *Router) Status() []InstanceStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m.Status()
+}
+
+// Errors counts packets dropped before they could be matched to an
+// instance (malformed, or for a VRID no instance runs), by reason.
+func (r *Router) Errors() map[packet.Reason]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[packet.Reason]uint64, len(r.errors))
+	for k, v := range r.errors {
+		out[k] = v
+	}
+	return out
+}
+
+// Reload applies a new configuration to the running router: new
+// instances start, removed ones stop (priority 0, addresses released),
+// unchanged ones keep their state and addresses. It returns once applied.
+func (r *Router) Reload(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	req := reloadReq{cfg: cfg, done: make(chan error, 1)}
+	select {
+	case r.reload <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run runs the instances until ctx ends, then stops them gracefully:
+// masters send priority 0 and release their addresses, notify_stop
+// scripts run, within StopTimeout.
+func (r *Router) Run(ctx context.Context) error {
+	clock := r.deps.Clock
+	linkCtx, stopLinks := context.WithCancel(context.Background())
+	defer stopLinks()
+	links, err := r.deps.Network.Links()
+	if err != nil {
+		return fmt.Errorf("vrrp: list links: %w", err)
+	}
+	go func() {
+		err := r.deps.Network.WatchLinks(linkCtx, func(name string, up bool) {
+			r.post(event{link: &LinkChanged{Interface: name, Up: up}})
+		})
+		if err != nil && linkCtx.Err() == nil {
+			r.log.Error("watching links failed; link state changes are not seen", "err", err)
+		}
+	}()
+	notesDone := make(chan struct{})
+	go r.deliverNotes(notesDone)
+
+	now := clock.Now()
+	r.mu.Lock()
+	for name, up := range links {
+		r.m.Step(now, LinkChanged{Interface: name, Up: up})
+	}
+	r.m.Ready()
+	err = r.apply(now, r.cfg)
+	r.mu.Unlock()
+	if err != nil {
+		r.shutdown(notesDone)
+		return err
+	}
+
+	timer := clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		r.mu.Lock()
+		next, armed := r.m.NextDeadline()
+		r.mu.Unlock()
+		if armed {
+			timer.Reset(next.Sub(clock.Now()))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case <-ctx.Done():
+			r.shutdown(notesDone)
+			return nil
+		case <-timer.Chan():
+			r.mu.Lock()
+			r.m.Advance(clock.Now())
+			r.do(r.m.Ready())
+			r.mu.Unlock()
+		case ev := <-r.events:
+			r.mu.Lock()
+			r.handle(ev)
+			// Take whatever else is queued before re-arming the timer.
+			for more := true; more; {
+				select {
+				case ev := <-r.events:
+					r.handle(ev)
+				default:
+					more = false
+				}
+			}
+			r.mu.Unlock()
+		case req := <-r.reload:
+			r.mu.Lock()
+			err := r.apply(clock.Now(), req.cfg)
+			r.mu.Unlock()
+			req.done <- err
+		}
+	}
+}
+
+func (r *Router) post(ev event) {
+	if ev.at.IsZero() {
+		ev.at = r.deps.Clock.Now()
+	}
+	select {
+	case r.events <- ev:
+	case <-r.stopped:
+	}
+}
+
+// handle runs one event through the machine; r.mu is held.
+func (r *Router) handle(ev event) {
+	switch {
+	case ev.pkt != nil:
+		name := r.instanceFor(ev.key, ev.pkt.VRID)
+		if name == "" {
+			r.errors[packet.ReasonVRID]++
+			return
+		}
+		r.m.Step(ev.at, AdvertReceived{Instance: name, Packet: ev.pkt})
+	case ev.reason != "":
+		r.errors[ev.reason]++
+		return
+	case ev.link != nil:
+		r.m.Step(ev.at, *ev.link)
+	case ev.script != nil:
+		r.m.Step(ev.at, *ev.script)
+	}
+	r.do(r.m.Ready())
+}
+
+func (r *Router) instanceFor(key connKey, vrid uint8) string {
+	for name, ri := range r.insts {
+		if ri.key == key && ri.cfg.VRID == vrid {
+			return name
+		}
+	}
+	return ""
+}
+
+// apply resolves addresses, opens and closes sockets, and configures the
+// machine; r.mu is held.
+func (r *Router) apply(now time.Time, cfg Config) error {
+	insts := map[string]*runInstance{}
+	var errs []error
+	for i := range cfg.Instances {
+		ic := &cfg.Instances[i]
+		key := connKey{ic.Interface, ic.IsIPv6()}
+		if !ic.SourceAddr.IsValid() {
+			if old, ok := r.insts[ic.Name]; ok && old.key == key && old.cfg.SourceAddr.IsValid() {
+				ic.SourceAddr = old.cfg.SourceAddr
+			} else if a, err := r.deps.Network.PrimaryAddr(ic.Interface, key.ipv6); err == nil {
+				ic.SourceAddr = a
+			} else {
+				r.log.Warn("no source address; adverts leave with the kernel's choice and ties are not broken by address",
+					"instance", ic.Name, "interface", ic.Interface, "err", err)
+			}
+		}
+		if _, ok := r.conns[key]; !ok {
+			c, err := r.deps.Network.Listen(key.ifname, key.ipv6)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("vrrp_instance %s: open VRRP socket on %s: %w", ic.Name, key.ifname, err))
+				continue
+			}
+			cn := &conn{key: key, c: c}
+			r.conns[key] = cn
+			go r.read(cn)
+		}
+		insts[ic.Name] = &runInstance{cfg: *ic, key: key}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	r.insts = mergeInsts(r.insts, insts)
+	r.m.Configure(now, cfg)
+	r.do(r.m.Ready())
+	r.insts = insts
+	r.cfg = cfg
+	for key, c := range r.conns {
+		used := false
+		for _, ri := range insts {
+			used = used || ri.key == key
+		}
+		if !used {
+			c.c.Close()
+			delete(r.conns, key)
+		}
+	}
+	r.startScripts(cfg)
+	return nil
+}
+
+// mergeInsts keeps removed instances known while their last actions
+// (priority 0, address removal) run.
+func mergeInsts(old, cur map[string]*runInstance) map[string]*runInstance {
+	out := make(map[string]*runInstance, len(old)+len(cur))
+	for k, v := range old {
+		out[k] = v
+	}
+	for k, v := range cur {
+		if o, ok := old[k]; ok && o.key != v.key {
+			// A restarted instance: its stop actions use the old socket.
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func (r *Router) read(c *conn) {
+	for {
+		p, err := c.c.Read()
+		at := r.deps.Clock.Now()
+		if err != nil {
+			var de *packet.DecodeError
+			if errors.As(err, &de) {
+				r.post(event{at: at, key: c.key, reason: de.Reason})
+				continue
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				r.log.Error("VRRP socket read failed", "interface", c.key.ifname, "err", err)
+			}
+			return
+		}
+		r.post(event{at: at, key: c.key, pkt: p})
+	}
+}
+
+// do carries out the machine's actions; r.mu is held.
+func (r *Router) do(actions []Action) {
+	for _, a := range actions {
+		switch a := a.(type) {
+		case SendAdvert:
+			r.sendAdvert(a)
+		case AddVIPs:
+			ri := r.insts[a.Instance]
+			for _, v := range a.VIPs {
+				if err := r.deps.Addrs.AddVIP(v, ri.cfg.Interface); err != nil {
+					r.log.Error("add virtual address", "instance", a.Instance, "vip", v.String(), "err", err)
+				}
+			}
+		case RemoveVIPs:
+			ri := r.insts[a.Instance]
+			for _, v := range a.VIPs {
+				if err := r.deps.Addrs.RemoveVIP(v, ri.cfg.Interface); err != nil {
+					r.log.Error("remove virtual address", "instance", a.Instance, "vip", v.String(), "err", err)
+				}
+			}
+		case SendGARP:
+			r.garp(a)
+		case StateChanged:
+			r.log.Info("state change", "instance", a.Instance, "from", a.From.String(), "to", a.To.String(),
+				"priority", a.Priority, "reason", a.Reason)
+			if ri, ok := r.insts[a.Instance]; ok {
+				r.notify(ri.cfg.Notify, "INSTANCE", a.Instance, a.To, a.Priority)
+			}
+			select {
+			case r.notes <- a:
+			default:
+				r.log.Warn("state change hook is behind; dropping a notification", "instance", a.Instance)
+			}
+		case GroupStateChanged:
+			r.log.Info("sync group state change", "group", a.Group, "from", a.From.String(), "to", a.To.String())
+			for _, g := range r.cfg.SyncGroups {
+				if g.Name == a.Group {
+					r.notify(g.Notify, "GROUP", a.Group, a.To, 0)
+				}
+			}
+		case PriorityChanged:
+			r.log.Info("priority change", "instance", a.Instance, "base", a.Base, "effective", a.Effective)
+		}
+	}
+}
+
+func (r *Router) sendAdvert(a SendAdvert) {
+	ri, ok := r.insts[a.Instance]
+	if !ok {
+		return
+	}
+	c, ok := r.conns[ri.key]
+	if !ok {
+		return
+	}
+	cfg := &ri.cfg
+	adv := packet.Advert{Version: uint8(cfg.Version), VRID: cfg.VRID, Priority: a.Priority,
+		Interval: cfg.AdvertInterval, AuthType: cfg.AuthType}
+	if cfg.AuthType == packet.AuthPass {
+		adv.AuthData = packet.AuthPassword(cfg.AuthPass)
+	}
+	for _, v := range cfg.VIPs {
+		adv.Addrs = append(adv.Addrs, v.Prefix.Addr())
+	}
+	dsts, ttl := []netip.Addr{packet.GroupIPv4}, uint8(packet.TTL)
+	if ri.key.ipv6 {
+		dsts[0] = packet.GroupIPv6
+	}
+	if len(cfg.UnicastPeers) > 0 {
+		dsts, ttl = cfg.UnicastPeers, cfg.UnicastTTL
+	}
+	for _, dst := range dsts {
+		msg, err := adv.Marshal(cfg.SourceAddr, dst, cfg.Checksum)
+		if err == nil {
+			err = c.c.Write(cfg.SourceAddr, dst, ttl, msg)
+		}
+		if err != nil {
+			r.log.Warn("send advert", "instance", a.Instance, "to", dst.String(), "err", err)
+		}
+	}
+}
+
+func (r *Router) garp(a SendGARP) {
+	ri, ok := r.insts[a.Instance]
+	if !ok {
+		return
+	}
+	interval := ri.cfg.GARP.Interval
+	announce := r.deps.Announcer
+	clock := r.deps.Clock
+	log := r.log
+	r.bgWG.Add(1)
+	go func() {
+		defer r.bgWG.Done()
+		for i := range a.Count {
+			if i > 0 && interval > 0 {
+				t := clock.NewTimer(interval)
+				<-t.Chan()
+			}
+			for _, v := range a.VIPs {
+				dev := v.Dev
+				if dev == "" {
+					dev = ri.cfg.Interface
+				}
+				if err := announce.Announce(dev, v.Prefix.Addr()); err != nil {
+					log.Warn("gratuitous ARP/NA", "instance", a.Instance, "vip", v.String(), "err", err)
+					return
+				}
+			}
+		}
+	}()
+}
+
+// notify runs the notify scripts for a state: the state's own one, and
+// `notify` with kind, name, state and priority appended.
+func (r *Router) notify(n NotifyConfig, kind, name string, to State, prio uint8) {
+	var cmds [][]string
+	own := map[State]string{StateMaster: n.Master, StateBackup: n.Backup, StateFault: n.Fault, StateStop: n.Stop}[to]
+	if own != "" {
+		cmds = append(cmds, SplitCommand(own))
+	}
+	if n.Any != "" {
+		cmds = append(cmds, append(SplitCommand(n.Any), kind, name, to.String(), strconv.Itoa(int(prio))))
+	}
+	for _, argv := range cmds {
+		if len(argv) == 0 {
+			continue
+		}
+		cmd := Command{Argv: argv, User: r.cfg.ScriptUser, Timeout: StopTimeout}
+		r.bgWG.Add(1)
+		go func() {
+			defer r.bgWG.Done()
+			if err := r.deps.Scripts.Run(context.Background(), cmd); err != nil {
+				r.log.Warn("notify script", "name", name, "state", to.String(), "script", strings.Join(argv, " "), "err", err)
+			}
+		}()
+	}
+}
+
+func (r *Router) deliverNotes(done chan struct{}) {
+	defer close(done)
+	for sc := range r.notes {
+		if r.deps.OnStateChange != nil {
+			r.deps.OnStateChange(sc)
+		}
+	}
+}
+
+// startScripts (re)starts the vrrp_script runners; r.mu is held.
+func (r *Router) startScripts(cfg Config) {
+	if r.scriptCancel != nil {
+		r.scriptCancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.scriptCancel = cancel
+	used := map[string]bool{}
+	for _, ic := range cfg.Instances {
+		for _, ts := range ic.TrackScripts {
+			used[ts.Name] = true
+		}
+	}
+	for _, sc := range cfg.Scripts {
+		if !used[sc.Name] {
+			continue
+		}
+		user := sc.User
+		if user == "" {
+			user = cfg.ScriptUser
+		}
+		cmd := Command{Argv: SplitCommand(sc.Command), User: user, Timeout: sc.Timeout}
+		r.scriptsWG.Add(1)
+		go r.runScript(ctx, sc, cmd)
+	}
+}
+
+func (r *Router) runScript(ctx context.Context, sc ScriptConfig, cmd Command) {
+	defer r.scriptsWG.Done()
+	t := r.deps.Clock.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+		}
+		err := r.deps.Scripts.Run(ctx, cmd)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrInsecureScript) {
+			r.log.Error("refusing to run vrrp_script: a non-root user can change it (fix its permissions, or allow insecure scripts)",
+				"script", sc.Name, "command", sc.Command, "err", err)
+			return
+		}
+		r.post(event{script: &ScriptResult{Script: sc.Name, OK: err == nil}})
+		t.Reset(sc.Interval)
+	}
+}
+
+// shutdown stops every instance and releases everything within
+// StopTimeout.
+func (r *Router) shutdown(notesDone chan struct{}) {
+	r.mu.Lock()
+	if r.scriptCancel != nil {
+		r.scriptCancel()
+	}
+	r.m.Step(r.deps.Clock.Now(), Shutdown{})
+	r.do(r.m.Ready())
+	r.mu.Unlock()
+	close(r.stopped)
+	close(r.notes)
+	waited := make(chan struct{})
+	go func() {
+		r.bgWG.Wait()
+		<-notesDone
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(StopTimeout):
+		r.log.Warn("stop: notify scripts or hooks still running after the stop timeout; leaving them")
+	}
+	r.mu.Lock()
+	for k, c := range r.conns {
+		c.c.Close()
+		delete(r.conns, k)
+	}
+	r.mu.Unlock()
+	r.scriptsWG.Wait()
+}
+
+// SplitCommand splits a keepalived script line into words: blanks
+// separate them, single or double quotes group them, a backslash escapes
+// the next character.
+func SplitCommand(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	escaped := false
+	for _, c := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(c)
+			escaped = false
+		case c == '\\' && quote != '\'':
+			escaped, inWord = true, true
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(c)
+			}
+		case c == '"' || c == '\'':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t':
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out
+}

@@ -1,0 +1,200 @@
+package vrrp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xkeep/xkeep/vrrp"
+	"github.com/xkeep/xkeep/vrrp/vrrptest"
+)
+
+// These tests run whole Routers against each other over the in-memory
+// segment of vrrptest (a fake standing in for raw sockets and netlink,
+// which need root; test/vrrp runs the real ones in namespaces).
+
+type node struct {
+	name    string
+	host    *vrrptest.Host
+	scripts *vrrptest.Scripts
+	router  *vrrp.Router
+	cancel  context.CancelFunc
+	done    chan error
+	changes chan vrrp.StateChanged
+}
+
+func startNode(t *testing.T, clock *vrrptest.Clock, seg *vrrptest.Segment, addr string, cfg vrrp.Config) *node {
+	t.Helper()
+	n := &node{name: addr, host: seg.NewHost(netip.MustParseAddr(addr)), scripts: &vrrptest.Scripts{Result: map[string]error{}},
+		changes: make(chan vrrp.StateChanged, 100)}
+	deps := n.host.Deps(clock, n.scripts)
+	deps.OnStateChange = func(sc vrrp.StateChanged) { n.changes <- sc }
+	r, err := vrrp.NewRouter(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.router, n.cancel, n.done = r, cancel, make(chan error, 1)
+	go func() { n.done <- r.Run(ctx) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *node) stop() {
+	n.cancel()
+	<-n.done
+	n.done <- nil
+}
+
+func (n *node) state(name string) vrrp.State {
+	for _, s := range n.router.Status() {
+		if s.Name == name {
+			return s.State
+		}
+	}
+	return vrrp.StateInit
+}
+
+// advanceUntil moves the fake clock in 5 ms steps, letting the routers
+// run between steps, until cond holds or limit passes.
+func advanceUntil(t *testing.T, clock *vrrptest.Clock, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for d := time.Duration(0); d <= limit; d += 5 * time.Millisecond {
+		if cond() {
+			return
+		}
+		clock.Advance(5 * time.Millisecond)
+		time.Sleep(200 * time.Microsecond)
+	}
+	for range 200 { // let the last events land
+		if cond() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("%s: not true after %v of fake time", what, limit)
+}
+
+func instCfg(prio uint8, mod ...func(*vrrp.InstanceConfig)) vrrp.Config {
+	c := vrrp.InstanceConfig{Name: "VI_1", Interface: "eth0", VRID: 7, Version: 3, Priority: prio,
+		AdvertInterval: 100 * time.Millisecond, GARP: vrrp.GARPConfig{MasterRepeat: 2},
+		VIPs:   []vrrp.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/32")}},
+		Notify: vrrp.NotifyConfig{Master: "/notify master", Any: "/notify-any"}}
+	for _, f := range mod {
+		f(&c)
+	}
+	return vrrp.Config{Instances: []vrrp.InstanceConfig{c}}
+}
+
+func TestRoutersElectFailOverAndPreempt(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	a := startNode(t, clock, seg, "10.0.0.1", instCfg(200))
+	b := startNode(t, clock, seg, "10.0.0.2", instCfg(100))
+
+	advanceUntil(t, clock, 2*time.Second, "a master, b backup", func() bool {
+		return a.state("VI_1") == vrrp.StateMaster && b.state("VI_1") == vrrp.StateBackup
+	})
+	if got := a.host.VIPs(); !slices.Equal(got, []string{"10.0.0.100/32"}) {
+		t.Fatalf("a holds %v", got)
+	}
+	if got := b.host.VIPs(); len(got) != 0 {
+		t.Fatalf("b holds %v", got)
+	}
+	advanceUntil(t, clock, time.Second, "gratuitous ARPs", func() bool { return a.host.Announced(netip.MustParseAddr("10.0.0.100")) == 2 })
+
+	// a stops gracefully: priority 0, b takes over after its skew.
+	a.stop()
+	if got := a.host.VIPs(); len(got) != 0 {
+		t.Fatalf("a still holds %v after stopping", got)
+	}
+	advanceUntil(t, clock, 200*time.Millisecond, "b master after a's priority 0", func() bool { return b.state("VI_1") == vrrp.StateMaster })
+	st := b.router.Status()[0]
+	if st.Counters.PriorityZeroReceived != 1 || st.Counters.BecameMaster != 1 {
+		t.Fatalf("b counters %+v", st.Counters)
+	}
+
+	// a comes back and preempts.
+	a2 := startNode(t, clock, seg, "10.0.0.1", instCfg(200))
+	advanceUntil(t, clock, 2*time.Second, "a preempts", func() bool {
+		return a2.state("VI_1") == vrrp.StateMaster && b.state("VI_1") == vrrp.StateBackup
+	})
+	if got := b.host.VIPs(); len(got) != 0 {
+		t.Fatalf("b holds %v after a preempted", got)
+	}
+	// notify_master and notify ran with keepalived's arguments.
+	runs := a2.scripts.Runs()
+	joined := []string{}
+	for _, r := range runs {
+		joined = append(joined, strings.Join(r, " "))
+	}
+	for _, want := range []string{"/notify master", "/notify-any INSTANCE VI_1 BACKUP 200", "/notify-any INSTANCE VI_1 MASTER 200"} {
+		if !slices.Contains(joined, want) {
+			t.Errorf("scripts run %q, missing %q", joined, want)
+		}
+	}
+	// The state hook saw every transition in order.
+	var seen []string
+	for len(a2.changes) > 0 {
+		sc := <-a2.changes
+		seen = append(seen, fmt.Sprintf("%s->%s", sc.From, sc.To))
+	}
+	if !slices.Equal(seen, []string{"INIT->BACKUP", "BACKUP->MASTER"}) {
+		t.Fatalf("hook saw %v", seen)
+	}
+}
+
+func TestRouterTrackScriptAndLinkFault(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	cfg := instCfg(200, func(c *vrrp.InstanceConfig) { c.TrackScripts = []vrrp.TrackScript{{Name: "chk", Weight: -150}} })
+	cfg.Scripts = []vrrp.ScriptConfig{{Name: "chk", Command: "/check", Interval: 50 * time.Millisecond}}
+	a := startNode(t, clock, seg, "10.0.0.1", cfg)
+	b := startNode(t, clock, seg, "10.0.0.2", instCfg(100))
+	advanceUntil(t, clock, 2*time.Second, "a master", func() bool { return a.state("VI_1") == vrrp.StateMaster })
+
+	a.scripts.SetResult("/check", errors.New("exit status 1"))
+	advanceUntil(t, clock, 2*time.Second, "b preempts a at priority 50", func() bool {
+		return b.state("VI_1") == vrrp.StateMaster && a.state("VI_1") == vrrp.StateBackup
+	})
+	if p := a.router.Status()[0].EffectivePriority; p != 50 {
+		t.Fatalf("a effective priority %d", p)
+	}
+
+	b.host.SetLink("eth0", false)
+	advanceUntil(t, clock, time.Second, "b in FAULT", func() bool { return b.state("VI_1") == vrrp.StateFault })
+	advanceUntil(t, clock, 2*time.Second, "a master again", func() bool { return a.state("VI_1") == vrrp.StateMaster })
+}
+
+func TestRouterReloadKeepsUnchangedInstance(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	cfg := instCfg(255)
+	a := startNode(t, clock, seg, "10.0.0.1", cfg)
+	advanceUntil(t, clock, time.Second, "a master", func() bool { return a.state("VI_1") == vrrp.StateMaster })
+	before := a.router.Status()[0].LastTransition
+
+	next := instCfg(255)
+	second := next.Instances[0]
+	second.Name, second.VRID = "VI_2", 8
+	second.VIPs = []vrrp.VIP{{Prefix: netip.MustParsePrefix("10.0.0.200/32")}}
+	next.Instances = append(next.Instances, second)
+	if err := a.router.Reload(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	advanceUntil(t, clock, time.Second, "VI_2 master", func() bool { return a.state("VI_2") == vrrp.StateMaster })
+	if st := a.router.Status()[0]; st.LastTransition != before || st.State != vrrp.StateMaster {
+		t.Fatalf("VI_1 restarted on reload: %+v", st)
+	}
+	if got := a.host.VIPs(); !slices.Equal(got, []string{"10.0.0.100/32", "10.0.0.200/32"}) {
+		t.Fatalf("VIPs %v", got)
+	}
+	if err := a.router.Reload(context.Background(), instCfg(255, func(c *vrrp.InstanceConfig) { c.VRID = 0 })); err == nil {
+		t.Fatal("reload accepted VRID 0")
+	}
+}

@@ -1,0 +1,313 @@
+// Package vrrptest has in-memory fakes of the vrrp Router's dependencies:
+// a clock that only moves when told, a segment that carries adverts
+// between routers, an address table and a script runner. They stand in
+// for the kernel so the driver can be tested without root; the namespace
+// tests in test/vrrp use the real ones.
+package vrrptest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/xkeep/xkeep/vrrp"
+	"github.com/xkeep/xkeep/vrrp/packet"
+)
+
+// Clock is a fake clock whose timers fire when Advance passes them.
+type Clock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*timer
+}
+
+// NewClock returns a clock at start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the fake time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// NewTimer returns a timer firing d from now.
+func (c *Clock) NewTimer(d time.Duration) vrrp.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &timer{c: c, ch: make(chan time.Time, 1), at: c.now.Add(d), armed: true}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+// Advance moves time forward by d, firing due timers in order.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	end := c.now.Add(d)
+	for {
+		var next *timer
+		for _, t := range c.timers {
+			if t.armed && !t.at.After(end) && (next == nil || t.at.Before(next.at)) {
+				next = t
+			}
+		}
+		if next == nil {
+			break
+		}
+		if next.at.After(c.now) {
+			c.now = next.at
+		}
+		next.armed = false
+		select {
+		case next.ch <- c.now:
+		default:
+		}
+	}
+	c.now = end
+	c.mu.Unlock()
+}
+
+// NextTimer returns when the earliest armed timer fires.
+func (c *Clock) NextTimer() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var next time.Time
+	for _, t := range c.timers {
+		if t.armed && (next.IsZero() || t.at.Before(next)) {
+			next = t.at
+		}
+	}
+	return next, !next.IsZero()
+}
+
+type timer struct {
+	c     *Clock
+	ch    chan time.Time
+	at    time.Time
+	armed bool
+}
+
+func (t *timer) Chan() <-chan time.Time { return t.ch }
+func (t *timer) Reset(d time.Duration) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	select {
+	case <-t.ch:
+	default:
+	}
+	t.at, t.armed = t.c.now.Add(d), true
+}
+func (t *timer) Stop() {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	t.armed = false
+}
+
+// Segment is a shared L2 segment: what one host's Conn writes, every
+// other host's Conn on the same interface name reads, encoded and decoded
+// by the real codec.
+type Segment struct {
+	mu    sync.Mutex
+	conns []*conn
+}
+
+// Host is one router's view of the segment: its network, addresses and
+// announcements.
+type Host struct {
+	Seg  *Segment
+	Addr netip.Addr // primary address on every interface
+	mu   sync.Mutex
+	vips map[netip.Prefix]string
+	// Announced counts gratuitous ARPs per address.
+	announced map[netip.Addr]int
+	links     map[string]bool
+	watchers  []func(string, bool)
+}
+
+// NewHost attaches a host with the given primary address.
+func (s *Segment) NewHost(addr netip.Addr) *Host {
+	return &Host{Seg: s, Addr: addr, vips: map[netip.Prefix]string{}, announced: map[netip.Addr]int{}, links: map[string]bool{}}
+}
+
+type conn struct {
+	host   *Host
+	ifname string
+	ch     chan []byte
+	from   chan netip.Addr
+	closed chan struct{}
+	once   sync.Once
+}
+
+// Listen implements vrrp.Network.
+func (h *Host) Listen(ifname string, ipv6 bool) (vrrp.Conn, error) {
+	c := &conn{host: h, ifname: ifname, ch: make(chan []byte, 1024), from: make(chan netip.Addr, 1024), closed: make(chan struct{})}
+	h.Seg.mu.Lock()
+	h.Seg.conns = append(h.Seg.conns, c)
+	h.Seg.mu.Unlock()
+	return c, nil
+}
+
+// PrimaryAddr implements vrrp.Network.
+func (h *Host) PrimaryAddr(string, bool) (netip.Addr, error) { return h.Addr, nil }
+
+// Links implements vrrp.Network.
+func (h *Host) Links() (map[string]bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range h.links {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// WatchLinks implements vrrp.Network.
+func (h *Host) WatchLinks(ctx context.Context, fn func(string, bool)) error {
+	h.mu.Lock()
+	h.watchers = append(h.watchers, fn)
+	h.mu.Unlock()
+	<-ctx.Done()
+	return nil
+}
+
+// SetLink changes a link's state and tells the watchers.
+func (h *Host) SetLink(name string, up bool) {
+	h.mu.Lock()
+	h.links[name] = up
+	ws := slices.Clone(h.watchers)
+	h.mu.Unlock()
+	for _, w := range ws {
+		w(name, up)
+	}
+}
+
+func (c *conn) Read() (*packet.Packet, error) {
+	select {
+	case b := <-c.ch:
+		src := <-c.from
+		return packet.Decode(b, src, packet.GroupIPv4, packet.TTL)
+	case <-c.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (c *conn) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
+	if !src.IsValid() {
+		src = c.host.Addr
+	}
+	c.host.mu.Lock()
+	up, known := c.host.links[c.ifname]
+	c.host.mu.Unlock()
+	down := known && !up
+	if down {
+		return errors.New("link down")
+	}
+	c.host.Seg.mu.Lock()
+	defer c.host.Seg.mu.Unlock()
+	for _, o := range c.host.Seg.conns {
+		if o.host == c.host || o.ifname != c.ifname {
+			continue
+		}
+		select {
+		case <-o.closed:
+		case o.ch <- slices.Clone(msg):
+			o.from <- src
+		default:
+		}
+	}
+	return nil
+}
+
+func (c *conn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return nil
+}
+
+// AddVIP implements vrrp.AddressManager.
+func (h *Host) AddVIP(v vrrp.VIP, dev string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.vips[v.Prefix] = dev
+	return nil
+}
+
+// RemoveVIP implements vrrp.AddressManager.
+func (h *Host) RemoveVIP(v vrrp.VIP, dev string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.vips, v.Prefix)
+	return nil
+}
+
+// VIPs lists the addresses the host holds.
+func (h *Host) VIPs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for p := range h.vips {
+		out = append(out, p.String())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Announce implements vrrp.Announcer.
+func (h *Host) Announce(ifname string, addr netip.Addr) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.announced[addr]++
+	return nil
+}
+
+// Announced returns how many announcements addr got.
+func (h *Host) Announced(addr netip.Addr) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.announced[addr]
+}
+
+// Scripts is a fake script runner: each command's result comes from
+// Result, and every run is recorded.
+type Scripts struct {
+	mu     sync.Mutex
+	Result map[string]error
+	runs   [][]string
+}
+
+// Run implements vrrp.ScriptRunner.
+func (s *Scripts) Run(ctx context.Context, cmd vrrp.Command) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runs = append(s.runs, cmd.Argv)
+	if s.Result == nil {
+		return nil
+	}
+	return s.Result[cmd.Argv[0]]
+}
+
+// SetResult sets what running the program argv0 returns.
+func (s *Scripts) SetResult(argv0 string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Result == nil {
+		s.Result = map[string]error{}
+	}
+	s.Result[argv0] = err
+}
+
+// Runs returns the commands run so far.
+func (s *Scripts) Runs() [][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.runs)
+}
+
+// Deps returns vrrp.Deps using this host, clock and scripts.
+func (h *Host) Deps(clock *Clock, scripts *Scripts) vrrp.Deps {
+	return vrrp.Deps{Clock: clock, Network: h, Addrs: h, Announcer: h, Scripts: scripts}
+}
