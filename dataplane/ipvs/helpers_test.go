@@ -23,7 +23,7 @@ const vmEnv = "XKEEP_VM"
 // requireIPVS skips when this kernel has no IPVS (this machine's kernel
 // has none; test/vm runs these tests on Debian's 6.1 kernel), and fails
 // when it is missing inside the VM.
-func requireIPVS(t *testing.T) {
+func requireIPVS(t testing.TB) {
 	t.Helper()
 	testnet.RequireRoot(t)
 	err := probe()
@@ -40,7 +40,7 @@ func requireIPVS(t *testing.T) {
 type opLog struct {
 	mu    sync.Mutex
 	lines []string
-	t     *testing.T
+	t     testing.TB
 }
 
 func (l *opLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -72,7 +72,7 @@ type fixture struct {
 	log *opLog
 }
 
-func newFixture(t *testing.T, ns *testnet.Namespace) *fixture {
+func newFixture(t testing.TB, ns *testnet.Namespace) *fixture {
 	t.Helper()
 	requireIPVS(t)
 	if ns == nil {
