@@ -37,7 +37,10 @@ type httpProber struct {
 func (h HTTPCheck) newProber(c *Check, rs *RealServer, d *deps) (prober, policy) {
 	p := &httpProber{d: d, spec: h, ep: c.Connect.endpoint(rs.Addr), timeout: c.Timing.ConnectTimeout}
 	for _, u := range h.URLs {
-		sum, _ := hex.DecodeString(u.Digest) // validated
+		var sum []byte
+		if u.Digest != "" {
+			sum, _ = hex.DecodeString(u.Digest) // validated
+		}
 		p.digests = append(p.digests, sum)
 	}
 	if o := h.TLS; o != nil {
