@@ -180,10 +180,21 @@ func TestDRForwardsHTTPAndTakesFailedBackendsOut(t *testing.T) {
 	if st.Packets < 10*4 || st.Bytes < st.Packets*40 {
 		t.Errorf("service counters %+v: want at least 40 packets of 40 bytes or more", st)
 	}
+	var flows uint64
 	for _, b := range st.Backends {
 		if b.Packets < 5*4 || b.Bytes < b.Packets*40 {
 			t.Errorf("backend %s counters %+v: want its 5 connections' packets", b.BackendKey, b)
 		}
+		flows += b.ActiveFlows
+	}
+	// Closed connections keep their IPVS entries for a while (FIN_WAIT,
+	// TIME_WAIT): ActiveFlows counts active and inactive entries.
+	if flows == 0 || flows > 10 {
+		t.Errorf("ActiveFlows sum to %d, want 1-10 (entries of the 10 connections)", flows)
+	}
+	t.Logf("after 10 connections: %d packets, %d bytes, %d flows", st.Packets, st.Bytes, st.NewFlows)
+	for _, b := range st.Backends {
+		t.Logf("  backend %s: %d packets, %d bytes, %d active flows", b.BackendKey, b.Packets, b.Bytes, b.ActiveFlows)
 	}
 
 	// rs2 fails: Down removes it, every new connection goes to rs1.

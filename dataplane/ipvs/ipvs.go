@@ -345,6 +345,11 @@ func (d *Dataplane) forgetCounters() {
 // ActiveFlows is every connection entry IPVS holds for it, active and
 // inactive (IPVS calls UDP entries and TCP ones not established inactive;
 // the XDP dataplane's flow table counts them all the same way).
+//
+// IPVS folds its per-CPU counters into the totals it reports every 2
+// seconds (Linux 6.1), so the counters lag by up to that much, and what a
+// service counted in the last moments before it leaves the kernel (its VIP
+// no longer served) is lost from the totals.
 func (d *Dataplane) Stats() (dataplane.Stats, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -85,22 +85,48 @@ func runVM(ctx context.Context, cfg vmConfig, out io.Writer) (*vmReport, error) 
 		return nil, fmt.Errorf("start %s: %w", cfg.Qemu, err)
 	}
 
+	rep := readResults(stdout, out, start)
+	werr := cmd.Wait()
+	rep.Wall = time.Since(start)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		rep.TimedOut = true
+	}
+	if ctx.Err() == nil && werr != nil && !rep.Done {
+		return rep, fmt.Errorf("qemu: %w", werr)
+	}
+	return rep, nil
+}
+
+// readResults reads the results console until it closes: test output is
+// copied to out (prefixed), markers fill the report. start is when qemu
+// started, for the boot time.
+func readResults(r io.Reader, out io.Writer, start time.Time) *vmReport {
 	rep := &vmReport{}
 	var cur *pkgResult
 	var curStart time.Time
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		rest, isMarker := strings.CutPrefix(line, markerPrefix)
-		if !isMarker {
-			fmt.Fprintf(out, "  vm| %s\n", line)
-			if cur != nil {
-				cur.Output = append(cur.Output, line)
-			}
-			continue
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if line == "" && err != nil {
+			break
 		}
-		f := strings.Fields(rest)
+		line = strings.TrimRight(line, "\r\n")
+		// A marker can follow output that did not end its line.
+		i := strings.Index(line, markerPrefix)
+		if i != 0 {
+			text := line
+			if i > 0 {
+				text = line[:i]
+			}
+			fmt.Fprintf(out, "  vm| %s\n", text)
+			if cur != nil {
+				cur.Output = append(cur.Output, text)
+			}
+			if i < 0 {
+				continue
+			}
+		}
+		f := strings.Fields(line[i+len(markerPrefix):])
 		if len(f) == 0 {
 			continue
 		}
@@ -143,15 +169,7 @@ func runVM(ctx context.Context, cfg vmConfig, out io.Writer) (*vmReport, error) 
 			rep.Done = true
 		}
 	}
-	werr := cmd.Wait()
-	rep.Wall = time.Since(start)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		rep.TimedOut = true
-	}
-	if ctx.Err() == nil && werr != nil && !rep.Done {
-		return rep, fmt.Errorf("qemu: %w", werr)
-	}
-	return rep, nil
+	return rep
 }
 
 func statusWord(status int) string {
