@@ -255,10 +255,11 @@ func (w *webServer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // harness runs a Manager on a fake clock.
 type harness struct {
-	t   *testing.T
-	clk *healthtest.Clock
-	m   *health.Manager
-	log *logBuffer
+	t    *testing.T
+	clk  *healthtest.Clock
+	m    *health.Manager
+	log  *logBuffer
+	stop func() // cancels Run and waits for it; idempotent
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -288,16 +289,22 @@ func start(t *testing.T, lb *testnet.Namespace, cfg health.Config, opts health.O
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("Run did not return 10 s after cancel")
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return 10 s after cancel")
-		}
+		})
+	}
+	t.Cleanup(func() {
+		h.stop()
 		if t.Failed() {
 			t.Logf("manager log:\n%s", h.log)
 		}
