@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/* xdp_balancer.c: the XDP direct-routing balancer: parse, find the service, keep flows on their backend, rewrite MACs, send. */
+
+#include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "consts.h"
+#include "structs.h"
+#include "maps.h"
+#include "helpers.h"
+#include "parsing.h"
+#include "scheduling.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+static __always_inline struct service *find_service(const struct packet *pkt)
+{
+	struct service *svc;
+
+	if (pkt->fragment) {
+		struct frag_key fk = {};
+
+		__builtin_memcpy(fk.addr, pkt->key.dst, sizeof(fk.addr));
+		fk.proto = pkt->key.proto;
+		fk.family = pkt->key.family;
+		return bpf_map_lookup_elem(&frag_services, &fk);
+	}
+
+	struct svc_key k = {};
+
+	__builtin_memcpy(k.addr, pkt->key.dst, sizeof(k.addr));
+	k.port = pkt->key.dport;
+	k.proto = pkt->key.proto;
+	k.family = pkt->key.family;
+	svc = bpf_map_lookup_elem(&services, &k);
+	if (!svc && (cfg.flags & CFG_F_ANY_PORT)) {
+		k.port = 0;
+		svc = bpf_map_lookup_elem(&services, &k);
+	}
+	return svc;
+}
+
+/* send hands the frame to backend id: the local stack when the backend is
+ * this host, else out of the egress interface with the MACs rewritten. */
+static __always_inline int send(struct xdp_md *ctx, const struct packet *pkt,
+				const struct backend *be, __u32 id, __u32 svc, int new_flow)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if (be->flags & BE_F_LOCAL) {
+		count_service(svc, pkt->len, new_flow);
+		count_backend(id, pkt->len);
+		return verdict(XDP_PASS, STAT_PASS_LOCAL_BACKEND);
+	}
+	if ((void *)(eth + 1) > data_end)
+		return verdict(XDP_PASS, STAT_PASS_TRUNCATED_ETH);
+	if (pkt->vlan != be->vlan) {
+		struct vlan_hdr_ *vh = (void *)(eth + 1);
+
+		/* Retagging is cheap; adding or removing a tag is not done. */
+		if (!pkt->tagged || !be->vlan)
+			return verdict(XDP_PASS, STAT_PASS_VLAN_MISMATCH);
+		if ((void *)(vh + 1) > data_end)
+			return verdict(XDP_PASS, STAT_PASS_TRUNCATED_ETH);
+		vh->tci = bpf_htons((bpf_ntohs(vh->tci) & ~VLAN_VID_MASK) | be->vlan);
+	}
+	count_service(svc, pkt->len, new_flow);
+	count_backend(id, pkt->len);
+	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, be->src_mac, ETH_ALEN);
+	if (be->ifindex == ctx->ingress_ifindex) {
+		count(STAT_VERDICT_TX);
+		return XDP_TX;
+	}
+	int action = bpf_redirect_map(&tx_ports, be->ifindex, 0);
+	count(action);
+	return action;
+}
+
+static __always_inline int flow_expired(const struct flow *f, const struct packet *pkt, __u64 now)
+{
+	__u64 timeout = pkt->key.proto == IPPROTO_TCP_ ? cfg.tcp_timeout : cfg.udp_timeout;
+
+	return timeout && now - f->last_seen > timeout;
+}
+
+/* reopened: a bare SYN on a flow that already closed is a new connection
+ * reusing the ports. */
+static __always_inline int reopened(const struct flow *f, const struct packet *pkt)
+{
+	return (f->flags & FLOW_F_CLOSING) && (pkt->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+static __always_inline void refresh_persistence(const struct service *svc, const struct packet *pkt,
+						__u32 id, __u64 now)
+{
+	struct persist_key pk = {};
+	struct persist *p;
+
+	persist_key_of(svc, pkt, &pk);
+	p = bpf_map_lookup_elem(&persistence, &pk);
+	if (p && p->backend == id)
+		p->last_seen = now;
+}
+
+static __always_inline int forward_flow(struct xdp_md *ctx, const struct service *svc,
+					const struct packet *pkt)
+{
+	struct persist_key pk = {};
+	struct flow *f, nf = {};
+	struct backend *be;
+	__u64 now = now_ns();
+	__u32 id = NO_BACKEND;
+
+	f = bpf_map_lookup_elem(&flows, &pkt->key);
+	if (f) {
+		be = usable(f->backend, f->gen);
+		if (be && !flow_expired(f, pkt, now) && !reopened(f, pkt)) {
+			if (now - f->last_seen > REFRESH_NS) {
+				f->last_seen = now;
+				if (svc->persist_timeout)
+					refresh_persistence(svc, pkt, f->backend, now);
+			}
+			if ((pkt->tcp_flags & (TCP_FIN | TCP_RST)) && !(f->flags & FLOW_F_CLOSING)) {
+				f->flags |= FLOW_F_CLOSING;
+				add_conns(f->backend, -1);
+			}
+			count(STAT_FLOW_HIT);
+			return send(ctx, pkt, be, f->backend, svc->id, 0);
+		}
+		/* Stale: take it off its backend's active count if it still
+		 * counted there, then schedule the packet as a new flow. */
+		struct backend *old = bpf_map_lookup_elem(&backends, &f->backend);
+
+		if (old && old->gen == f->gen && !(f->flags & FLOW_F_CLOSING))
+			add_conns(f->backend, -1);
+		count(be ? STAT_FLOW_EXPIRED : STAT_FLOW_RESCHEDULED);
+	}
+
+	if (svc->persist_timeout) {
+		persist_key_of(svc, pkt, &pk);
+		id = persisted(svc, &pk, now);
+		if (id != NO_BACKEND)
+			count(STAT_PERSIST_HIT);
+	}
+	if (id == NO_BACKEND)
+		id = schedule(svc, pkt);
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || !(be->flags & BE_F_FORWARD))
+		return verdict(XDP_PASS, STAT_PASS_NO_BACKEND);
+
+	nf.last_seen = now;
+	nf.backend = id;
+	nf.gen = be->gen;
+	if (pkt->tcp_flags & (TCP_FIN | TCP_RST))
+		nf.flags = FLOW_F_CLOSING;
+	else
+		add_conns(id, 1);
+	bpf_map_update_elem(&flows, &pkt->key, &nf, BPF_ANY);
+	if (svc->persist_timeout) {
+		struct persist p = {.last_seen = now, .backend = id, .gen = be->gen};
+
+		bpf_map_update_elem(&persistence, &pk, &p, BPF_ANY);
+	}
+	count(STAT_FLOW_NEW);
+	return send(ctx, pkt, be, id, svc->id, 1);
+}
+
+/* forward_fragment sends every piece of a datagram to one backend: the
+ * client's persistence pin if any, else a hash of its address. No flow
+ * entry: later pieces have no ports to find it by. */
+static __always_inline int forward_fragment(struct xdp_md *ctx, const struct service *svc,
+					    const struct packet *pkt)
+{
+	struct persist_key pk = {};
+	struct backend *be;
+	__u32 id = NO_BACKEND;
+
+	if (svc->persist_timeout) {
+		persist_key_of(svc, pkt, &pk);
+		id = persisted(svc, &pk, now_ns());
+	}
+	if (id == NO_BACKEND)
+		id = schedule(svc, pkt);
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || !(be->flags & BE_F_FORWARD))
+		return verdict(XDP_PASS, STAT_PASS_NO_BACKEND);
+	count(STAT_FRAGMENT);
+	return send(ctx, pkt, be, id, svc->id, 0);
+}
+
+/* forward_icmp sends an ICMP "fragmentation needed" / "packet too big"
+ * about a service flow to the backend that owns the flow, so path MTU
+ * discovery works through direct routing. */
+static __always_inline int forward_icmp(struct xdp_md *ctx, const struct service *svc,
+					const struct packet *pkt)
+{
+	struct persist_key pk = {};
+	struct backend *be = 0;
+	struct flow *f;
+	__u32 id = NO_BACKEND;
+
+	f = bpf_map_lookup_elem(&flows, &pkt->key);
+	if (f && usable(f->backend, f->gen))
+		id = f->backend;
+	if (id == NO_BACKEND && svc->persist_timeout) {
+		persist_key_of(svc, pkt, &pk);
+		id = persisted(svc, &pk, now_ns());
+	}
+	/* Hash schedulers give the same answer the flow got. */
+	if (id == NO_BACKEND && (svc->sched == SCHED_SH || svc->sched == SCHED_MH))
+		id = schedule(svc, pkt);
+	if (id != NO_BACKEND)
+		be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || !(be->flags & BE_F_FORWARD))
+		return verdict(XDP_PASS, STAT_PASS_ICMP_NO_FLOW);
+	count(STAT_ICMP_FORWARDED);
+	return send(ctx, pkt, be, id, svc->id, 0);
+}
+
+SEC("xdp")
+int xdp_balancer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct packet pkt = {};
+	struct service *svc;
+	__u32 reason;
+
+	reason = parse_packet(data, data_end, &pkt);
+	if (reason)
+		return verdict(XDP_PASS, reason);
+	pkt.len = data_end - data;
+
+	svc = find_service(&pkt);
+	if (!svc)
+		return verdict(XDP_PASS, STAT_PASS_NOT_SERVICE);
+	if (!(svc->flags & SVC_F_SERVED))
+		return verdict(XDP_PASS, STAT_PASS_NOT_SERVED);
+	if (pkt.fragment)
+		return forward_fragment(ctx, svc, &pkt);
+	if (pkt.icmp_error)
+		return forward_icmp(ctx, svc, &pkt);
+	return forward_flow(ctx, svc, &pkt);
+}

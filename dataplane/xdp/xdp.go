@@ -1,0 +1,969 @@
+// Package xdp is xkeep's XDP dataplane: it loads the direct-routing
+// balancer in bpf/ and drives it from a declarative desired state.
+//
+// New loads the program and its maps (reusing pinned ones), Apply attaches
+// it to the interfaces that carry served VIPs and fills the maps, Stats
+// sums the per-CPU counters. There are two ways to stop:
+//
+//   - Close detaches the program and removes the pins: forwarding stops and
+//     nothing is left behind.
+//   - Release only closes this process's handles. With a PinDir the XDP
+//     links and maps stay pinned, so the program keeps forwarding with the
+//     same flow table until the next daemon calls New with the same PinDir:
+//     it adopts the pinned maps and links, swaps its own program in, and its
+//     first Apply keeps every service's and backend's id, so established
+//     flows keep their backends. Without a PinDir, Release is Close.
+package xdp
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xkeep/xkeep/dataplane"
+)
+
+// Dataplane is the XDP implementation of dataplane.Dataplane. Its methods
+// are safe for concurrent use.
+type Dataplane struct {
+	log       *slog.Logger
+	opts      Options
+	host      *host
+	objs      *balancerObjects
+	innerSpec *ebpf.MapSpec
+	statNames []string
+
+	mu       sync.Mutex
+	closed   bool
+	cfg      balancerConfig
+	services map[dataplane.ServiceKey]*svcState
+	svcIDs   *idPool
+	beIDs    *idPool
+	gens     []uint32 // backends[id].gen, mirrored
+	frags    map[balancerFragKey]balancerService
+	txPorts  map[uint32]bool
+	links    map[int]link.Link // by attach ifindex
+	routes   map[netip.Addr]*route
+	neigh    map[neighKey]net.HardwareAddr
+	adopted  map[netip.Addr]net.HardwareAddr // MACs found in pinned maps at start
+	last     dataplane.DesiredState          // for re-applying after a neighbour change
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+var _ dataplane.Dataplane = (*Dataplane)(nil)
+
+// svcState is what the maps hold for one service.
+type svcState struct {
+	key      dataplane.ServiceKey
+	id       uint32
+	value    balancerService
+	valueSet bool
+	table    []uint32
+	tableSet bool
+	backends map[dataplane.BackendKey]*beState
+}
+
+// beState is what the maps hold for one backend of one service.
+type beState struct {
+	key   dataplane.BackendKey
+	id    uint32
+	value balancerBackend
+}
+
+// route is a cached answer of the routing table for a backend address.
+type route struct {
+	egress
+	err error
+}
+
+// New loads the program and its maps. It attaches nothing: Apply attaches
+// to the interfaces of the served VIPs.
+func New(opts Options) (*Dataplane, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if opts.PinDir != "" {
+		if err := ensureBPFFS(opts.PinDir); err != nil {
+			return nil, fmt.Errorf("xdp: %w", err)
+		}
+	}
+	h, err := openHost(opts.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("xdp: %w", err)
+	}
+	cfg := balancerConfig{
+		TcpTimeout: uint64(opts.TCPTimeout),
+		UdpTimeout: uint64(opts.UDPTimeout),
+	}
+	objs, spec, err := loadObjects(opts, cfg)
+	if err != nil {
+		h.close()
+		return nil, fmt.Errorf("xdp: %w", err)
+	}
+	names, err := statNames(spec)
+	if err != nil {
+		objs.Close()
+		h.close()
+		return nil, fmt.Errorf("xdp: %w", err)
+	}
+	inner := spec.Maps[balancerMapSchedTables].InnerMap.Copy()
+	inner.Name = "sched_table"
+	d := &Dataplane{
+		log:       opts.Logger,
+		opts:      opts,
+		host:      h,
+		objs:      objs,
+		innerSpec: inner,
+		statNames: names,
+		cfg:       cfg,
+		services:  make(map[dataplane.ServiceKey]*svcState),
+		svcIDs:    newIDPool(opts.MaxServices),
+		beIDs:     newIDPool(opts.MaxBackends),
+		gens:      make([]uint32, opts.MaxBackends),
+		frags:     make(map[balancerFragKey]balancerService),
+		txPorts:   make(map[uint32]bool),
+		links:     make(map[int]link.Link),
+		routes:    make(map[netip.Addr]*route),
+		neigh:     make(map[neighKey]net.HardwareAddr),
+		adopted:   make(map[netip.Addr]net.HardwareAddr),
+		stop:      make(chan struct{}),
+	}
+	if opts.PinDir != "" {
+		if err := d.adopt(); err != nil {
+			d.shutdown(false)
+			return nil, fmt.Errorf("xdp: adopt pinned state in %s: %w", opts.PinDir, err)
+		}
+	}
+	if err := d.host.watchNeighbours(d.stop, &d.wg, d.neighbourError, d.neighbourChanged); err != nil {
+		d.shutdown(false)
+		return nil, fmt.Errorf("xdp: %w", err)
+	}
+	if opts.SweepInterval > 0 {
+		d.wg.Add(1)
+		go d.sweepLoop()
+	}
+	return d, nil
+}
+
+// Program returns the loaded XDP program (for tests and benchmarks that
+// run it with BPF_PROG_TEST_RUN). The Dataplane owns it.
+func (d *Dataplane) Program() *ebpf.Program { return d.objs.XdpBalancer }
+
+// Apply makes the maps and attachments match the desired state. It is
+// idempotent and changes only the difference. Invalid services are
+// reported in the error and left as they were; everything else is applied.
+func (d *Dataplane) Apply(ds dataplane.DesiredState) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("xdp: apply after close")
+	}
+	d.last = cloneState(ds)
+	return d.apply(d.last, true)
+}
+
+func (d *Dataplane) apply(ds dataplane.DesiredState, probe bool) error {
+	var errs []error
+	served, ifaces, err := d.servedSet(ds.Served)
+	if err != nil {
+		errs = append(errs, err)
+	}
+
+	want := make(map[dataplane.ServiceKey]dataplane.Service, len(ds.Services))
+	keep := make(map[dataplane.ServiceKey]bool)
+	for _, s := range ds.Services {
+		if _, dup := want[s.Key]; dup {
+			errs = append(errs, fmt.Errorf("service %s: listed twice", s.Key))
+			continue
+		}
+		if err := d.validate(s); err != nil {
+			errs = append(errs, err)
+			keep[s.Key] = true // keep serving it as it was
+			continue
+		}
+		want[s.Key] = s
+	}
+	for key, st := range d.services {
+		if _, ok := want[key]; !ok && !keep[key] {
+			if err := d.removeService(st); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+
+	d.resolve(want, probe)
+
+	keys := make([]dataplane.ServiceKey, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareServiceKeys)
+	for _, k := range keys {
+		if err := d.upsertService(want[k], served[k.Addr]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.syncFragments(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.syncTxPorts(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.syncLinks(ifaces); err != nil {
+		errs = append(errs, err)
+	}
+	d.pruneRoutes()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("xdp apply: %w", err)
+	}
+	return nil
+}
+
+func compareServiceKeys(a, b dataplane.ServiceKey) int {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Protocol, b.Protocol); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Port, b.Port)
+}
+
+func cloneState(ds dataplane.DesiredState) dataplane.DesiredState {
+	out := dataplane.DesiredState{
+		Services: make([]dataplane.Service, len(ds.Services)),
+		Served:   slices.Clone(ds.Served),
+	}
+	for i, s := range ds.Services {
+		s.Backends = slices.Clone(s.Backends)
+		s.SchedulerFlags = slices.Clone(s.SchedulerFlags)
+		out.Services[i] = s
+	}
+	return out
+}
+
+// servedSet returns the served VIPs and the interfaces to attach to, by
+// attach ifindex (a VLAN device's parent: the program sees tagged frames).
+func (d *Dataplane) servedSet(vips []dataplane.ServedVIP) (map[netip.Addr]bool, map[int]iface, error) {
+	served := make(map[netip.Addr]bool, len(vips))
+	ifaces := make(map[int]iface)
+	var errs []error
+	for _, v := range vips {
+		if !v.Addr.IsValid() || v.Interface == "" {
+			errs = append(errs, fmt.Errorf("served VIP %q on %q: need an address and an interface", v.Addr, v.Interface))
+			continue
+		}
+		served[v.Addr] = true
+		ifc, err := d.host.ifaceByName(v.Interface)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("served VIP %s: %w", v.Addr, err))
+			continue
+		}
+		ifaces[ifc.attach] = ifc
+	}
+	return served, ifaces, errors.Join(errs...)
+}
+
+var schedulers = map[dataplane.Scheduler]balancerSched{
+	dataplane.RoundRobin:         balancerSchedSCHED_RR,
+	dataplane.WeightedRoundRobin: balancerSchedSCHED_WRR,
+	dataplane.SourceHash:         balancerSchedSCHED_SH,
+	dataplane.Maglev:             balancerSchedSCHED_MH,
+	dataplane.LeastConn:          balancerSchedSCHED_LC,
+	dataplane.WeightedLeastConn:  balancerSchedSCHED_WLC,
+}
+
+// schedulerOf is the service's scheduler; empty means wlc, IPVS's default.
+func schedulerOf(s dataplane.Service) dataplane.Scheduler {
+	if s.Scheduler == "" {
+		return dataplane.WeightedLeastConn
+	}
+	return s.Scheduler
+}
+
+func (d *Dataplane) validate(s dataplane.Service) error {
+	k := s.Key
+	switch {
+	case k.FWMark != 0:
+		return fmt.Errorf("service %s: xdp cannot see firewall marks (use the ipvs dataplane)", k)
+	case !k.Addr.IsValid():
+		return fmt.Errorf("service %s: no virtual address", k)
+	case k.Protocol != dataplane.TCP && k.Protocol != dataplane.UDP && k.Protocol != dataplane.SCTP:
+		return fmt.Errorf("service %s: protocol %s not supported (want TCP, UDP or SCTP)", k, k.Protocol)
+	case s.Forward != "" && s.Forward != dataplane.DirectRouting:
+		return fmt.Errorf("service %s: lb_kind %s not supported by xdp (DR only; use the ipvs dataplane)", k, s.Forward)
+	case s.Persistence < 0:
+		return fmt.Errorf("service %s: negative persistence timeout %v", k, s.Persistence)
+	}
+	if _, ok := schedulers[schedulerOf(s)]; !ok {
+		return fmt.Errorf("service %s: lb_algo %q not supported by xdp (want rr, wrr, sh, mh, lc, wlc)", k, s.Scheduler)
+	}
+	maxBits := 128
+	if k.Addr.Is4() {
+		maxBits = 32
+	}
+	if s.PersistenceBits < 0 || s.PersistenceBits > maxBits {
+		return fmt.Errorf("service %s: persistence granularity /%d out of range (0..%d)", k, s.PersistenceBits, maxBits)
+	}
+	seen := make(map[dataplane.BackendKey]bool, len(s.Backends))
+	for _, b := range s.Backends {
+		switch {
+		case !b.Addr.IsValid():
+			return fmt.Errorf("service %s: backend without an address", k)
+		case b.Addr.Is4() != k.Addr.Is4():
+			return fmt.Errorf("service %s: backend %s: address family differs from the VIP's (DR forwards the packet unchanged)", k, b.BackendKey)
+		case seen[b.BackendKey]:
+			return fmt.Errorf("service %s: backend %s listed twice", k, b.BackendKey)
+		case b.Weight < 0:
+			return fmt.Errorf("service %s: backend %s: negative weight %d", k, b.BackendKey, b.Weight)
+		case b.Forward != "" && b.Forward != dataplane.DirectRouting:
+			return fmt.Errorf("service %s: backend %s: lb_kind %s not supported by xdp (DR only)", k, b.BackendKey, b.Forward)
+		}
+		seen[b.BackendKey] = true
+	}
+	return nil
+}
+
+// resolve finds how every wanted backend is reached (routing table) and its
+// MAC (neighbour table, else an ARP/NDP probe when probe is set).
+func (d *Dataplane) resolve(want map[dataplane.ServiceKey]dataplane.Service, probe bool) {
+	var missing []neighKey
+	dumped := false
+	for _, s := range want {
+		for _, b := range s.Backends {
+			r := d.routes[b.Addr]
+			if r == nil || r.err != nil {
+				e, err := d.host.egressOf(b.Addr)
+				r = &route{egress: e, err: err}
+				d.routes[b.Addr] = r
+			}
+			if r.err != nil || r.local {
+				continue
+			}
+			nk := neighKey{r.via.index, b.Addr}
+			if _, ok := d.neigh[nk]; ok {
+				continue
+			}
+			if !dumped {
+				dumped = true
+				if table, err := d.host.neighbours(); err != nil {
+					d.log.Warn("read neighbour table", "error", err)
+				} else {
+					for k, mac := range table {
+						d.neigh[k] = mac
+					}
+				}
+				if _, ok := d.neigh[nk]; ok {
+					continue
+				}
+			}
+			missing = append(missing, nk)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	slices.SortFunc(missing, func(a, b neighKey) int { return cmp.Or(cmp.Compare(a.link, b.link), a.addr.Compare(b.addr)) })
+	missing = slices.Compact(missing)
+	if probe {
+		for k, mac := range d.probe(missing) {
+			d.neigh[k] = mac
+		}
+	}
+	for _, k := range missing {
+		if _, ok := d.neigh[k]; ok {
+			continue
+		}
+		if mac, ok := d.adopted[k.addr]; ok {
+			d.neigh[k] = mac // what the previous daemon used; the watch corrects it
+			continue
+		}
+		d.log.Warn("backend MAC address unknown: not sending it new flows until it answers", "backend", k.addr)
+	}
+}
+
+// probe asks for the MACs of the keys, one interface at a time in parallel.
+func (d *Dataplane) probe(keys []neighKey) map[neighKey]net.HardwareAddr {
+	byLink := make(map[int][]netip.Addr)
+	for _, k := range keys {
+		byLink[k.link] = append(byLink[k.link], k.addr)
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out = make(map[neighKey]net.HardwareAddr)
+	)
+	for l, addrs := range byLink {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			found, err := d.host.probe(l, addrs, d.opts.ProbeTimeout)
+			if err != nil {
+				d.log.Warn("probe backend MAC addresses", "interface", l, "error", err)
+			}
+			mu.Lock()
+			for a, mac := range found {
+				out[neighKey{l, a}] = mac
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (d *Dataplane) pruneRoutes() {
+	used := make(map[netip.Addr]bool)
+	for _, st := range d.services {
+		for k := range st.backends {
+			used[k.Addr] = true
+		}
+	}
+	for a := range d.routes {
+		if !used[a] {
+			delete(d.routes, a)
+		}
+	}
+}
+
+// backendValue is the backends map entry for b as things stand, and
+// whether it may take new flows.
+func (d *Dataplane) backendValue(st *svcState, id uint32, b dataplane.Backend) (balancerBackend, bool) {
+	v := balancerBackend{
+		Gen:     d.gens[id],
+		Weight:  uint32(b.Weight),
+		Service: st.id,
+		Addr:    addrWords(b.Addr),
+		Port:    netPort(b.Port),
+		Family:  familyOf(b.Addr),
+		Flags:   uint16(balancerBackendFlagsBE_F_ALLOCATED),
+	}
+	r := d.routes[b.Addr]
+	reachable := false
+	switch {
+	case r == nil || r.err != nil:
+	case r.local:
+		v.Flags |= uint16(balancerBackendFlagsBE_F_LOCAL)
+		reachable = true
+	default:
+		if mac, ok := d.neigh[neighKey{r.via.index, b.Addr}]; ok {
+			copy(v.Mac[:], mac)
+			copy(v.SrcMac[:], r.via.mac)
+			v.Ifindex = uint32(r.via.attach)
+			v.Vlan = r.via.vlan
+			reachable = true
+		}
+	}
+	if reachable && b.State != dataplane.BackendDown {
+		v.Flags |= uint16(balancerBackendFlagsBE_F_FORWARD)
+	}
+	return v, reachable && b.State == dataplane.BackendUp && b.Weight > 0
+}
+
+func (d *Dataplane) upsertService(s dataplane.Service, served bool) error {
+	st := d.services[s.Key]
+	if st == nil {
+		id, ok := d.svcIDs.get()
+		if !ok {
+			return fmt.Errorf("service %s: more than %d services (raise MaxServices)", s.Key, d.opts.MaxServices)
+		}
+		st = &svcState{key: s.Key, id: id, backends: make(map[dataplane.BackendKey]*beState)}
+		d.services[s.Key] = st
+		if err := d.zeroServiceCounters(id); err != nil {
+			return fmt.Errorf("service %s: %w", s.Key, err)
+		}
+	}
+
+	wantBE := make(map[dataplane.BackendKey]bool, len(s.Backends))
+	for _, b := range s.Backends {
+		wantBE[b.BackendKey] = true
+	}
+	var errs []error
+	for k, b := range st.backends {
+		if !wantBE[k] {
+			if err := d.freeBackend(b); err != nil {
+				errs = append(errs, fmt.Errorf("service %s: remove backend %s: %w", s.Key, k, err))
+			}
+			delete(st.backends, k)
+		}
+	}
+
+	var (
+		slots      []slot
+		writeIDs   []uint32
+		writeVals  []balancerBackend
+		newBackend []uint32
+	)
+	for _, b := range s.Backends {
+		bs := st.backends[b.BackendKey]
+		if bs == nil {
+			id, ok := d.beIDs.get()
+			if !ok {
+				errs = append(errs, fmt.Errorf("service %s: backend %s: more than %d backends (raise MaxBackends)", s.Key, b.BackendKey, d.opts.MaxBackends))
+				continue
+			}
+			d.gens[id]++
+			if d.gens[id] == 0 {
+				d.gens[id] = 1
+			}
+			bs = &beState{key: b.BackendKey, id: id}
+			st.backends[b.BackendKey] = bs
+			newBackend = append(newBackend, id)
+		}
+		v, usable := d.backendValue(st, bs.id, b)
+		if v != bs.value {
+			writeIDs = append(writeIDs, bs.id)
+			writeVals = append(writeVals, v)
+			bs.value = v
+		}
+		if usable {
+			slots = append(slots, slot{key: b.BackendKey, id: bs.id, weight: b.Weight})
+		}
+	}
+	if err := d.zeroBackendCounters(newBackend); err != nil {
+		errs = append(errs, fmt.Errorf("service %s: %w", s.Key, err))
+	}
+	if err := putBatch(d.objs.Backends, writeIDs, writeVals); err != nil {
+		errs = append(errs, fmt.Errorf("service %s: write backends: %w", s.Key, err))
+	}
+
+	sched := schedulerOf(s)
+	table, err := buildTable(sched, slots, d.opts.MaglevTableSize, d.opts.MaxSlots)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("service %s: %w", s.Key, err))
+	} else if !st.tableSet || !slices.Equal(table, st.table) {
+		if err := d.swapTable(st.id, table); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: %w", s.Key, err))
+		} else {
+			st.table, st.tableSet = table, true
+		}
+	}
+
+	v := balancerService{
+		Id:          st.id,
+		Sched:       uint8(schedulers[sched]),
+		PersistMask: maskWords(s.PersistenceBits, s.Key.Addr.Is4()),
+	}
+	if s.Persistence > 0 {
+		v.PersistTimeout = uint32((s.Persistence + time.Second - 1) / time.Second)
+	}
+	if served {
+		v.Flags |= uint8(balancerSvcFlagsSVC_F_SERVED)
+	}
+	for _, f := range s.SchedulerFlags {
+		if (f == "sh-port" && sched == dataplane.SourceHash) || (f == "mh-port" && sched == dataplane.Maglev) {
+			v.Flags |= uint8(balancerSvcFlagsSVC_F_HASH_PORT)
+		}
+	}
+	if !st.valueSet || v != st.value {
+		k := svcKeyOf(s.Key)
+		if err := d.objs.Services.Put(&k, &v); err != nil {
+			errs = append(errs, fmt.Errorf("service %s: write service: %w", s.Key, err))
+		} else {
+			st.value, st.valueSet = v, true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// swapTable builds a new table map and puts it in place of the old one in
+// a single update: packets see the old table or the new, never a mix.
+func (d *Dataplane) swapTable(id uint32, table []uint32) error {
+	spec := d.innerSpec.Copy()
+	spec.MaxEntries = uint32(len(table) + 1)
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return fmt.Errorf("create scheduling table: %w", err)
+	}
+	defer m.Close()
+	keys := make([]uint32, len(table)+1)
+	vals := make([]uint32, len(table)+1)
+	vals[0] = uint32(len(table))
+	for i := range keys {
+		keys[i] = uint32(i)
+		if i > 0 {
+			vals[i] = table[i-1]
+		}
+	}
+	if err := putBatch(m, keys, vals); err != nil {
+		return fmt.Errorf("fill scheduling table: %w", err)
+	}
+	if err := d.objs.SchedTables.Put(id, m); err != nil {
+		return fmt.Errorf("install scheduling table: %w", err)
+	}
+	return nil
+}
+
+// putBatch writes keys[i] = vals[i], in one syscall where the kernel can.
+func putBatch[K, V any](m *ebpf.Map, keys []K, vals []V) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := m.BatchUpdate(keys, vals, nil)
+	if !errors.Is(err, ebpf.ErrNotSupported) {
+		return err
+	}
+	for i := range keys {
+		if err := m.Put(&keys[i], &vals[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Dataplane) removeService(st *svcState) error {
+	var errs []error
+	k := svcKeyOf(st.key)
+	if err := d.objs.Services.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, err)
+	}
+	if err := d.objs.SchedTables.Delete(st.id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		errs = append(errs, err)
+	}
+	for _, b := range st.backends {
+		if err := d.freeBackend(b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.svcIDs.put(st.id)
+	delete(d.services, st.key)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove service %s: %w", st.key, err)
+	}
+	return nil
+}
+
+// freeBackend marks the id unused; its generation stays so flows that
+// still name it are rescheduled, also after the id is reused.
+func (d *Dataplane) freeBackend(b *beState) error {
+	v := balancerBackend{Gen: d.gens[b.id]}
+	if err := d.objs.Backends.Put(b.id, &v); err != nil {
+		return err
+	}
+	d.beIDs.put(b.id)
+	return nil
+}
+
+func (d *Dataplane) zeroServiceCounters(id uint32) error {
+	zero := make([]balancerServiceCounters, possibleCPUs())
+	if err := d.objs.ServiceStats.Put(id, zero); err != nil {
+		return fmt.Errorf("reset service counters: %w", err)
+	}
+	return nil
+}
+
+func (d *Dataplane) zeroBackendCounters(ids []uint32) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	n := possibleCPUs()
+	zeroStats := make([]balancerBackendCounters, n*len(ids))
+	if _, err := d.objs.BackendStats.BatchUpdate(ids, zeroStats, nil); err != nil {
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("reset backend counters: %w", err)
+		}
+		for _, id := range ids {
+			if err := d.objs.BackendStats.Put(id, zeroStats[:n]); err != nil {
+				return fmt.Errorf("reset backend counters: %w", err)
+			}
+		}
+	}
+	zeroConns := make([]int64, len(ids))
+	if err := putBatch(d.objs.BackendConns, ids, zeroConns); err != nil {
+		return fmt.Errorf("reset active flow counts: %w", err)
+	}
+	return nil
+}
+
+// syncFragments points each VIP/protocol at the service its fragments go
+// to: the port-0 (all ports) service if any, else the lowest port. It also
+// tells the program whether any port-0 service exists.
+func (d *Dataplane) syncFragments() error {
+	want := make(map[balancerFragKey]balancerService)
+	wantPort := make(map[balancerFragKey]uint16)
+	anyPort := false
+	for _, st := range d.services {
+		if !st.valueSet {
+			continue
+		}
+		fk := fragKeyOf(st.key)
+		if p, ok := wantPort[fk]; !ok || st.key.Port < p {
+			want[fk] = st.value
+			wantPort[fk] = st.key.Port
+		}
+		if st.key.Port == 0 {
+			anyPort = true
+		}
+	}
+	var errs []error
+	for k := range d.frags {
+		if _, ok := want[k]; !ok {
+			if err := d.objs.FragServices.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			delete(d.frags, k)
+		}
+	}
+	for k, v := range want {
+		if old, ok := d.frags[k]; ok && old == v {
+			continue
+		}
+		if err := d.objs.FragServices.Put(&k, &v); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.frags[k] = v
+	}
+	flags := d.cfg.Flags &^ uint32(balancerConfigFlagsCFG_F_ANY_PORT)
+	if anyPort {
+		flags |= uint32(balancerConfigFlagsCFG_F_ANY_PORT)
+	}
+	if flags != d.cfg.Flags {
+		cfg := d.cfg
+		cfg.Flags = flags
+		if err := d.objs.Cfg.Set(cfg); err != nil {
+			errs = append(errs, err)
+		} else {
+			d.cfg = cfg
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fragment services: %w", err)
+	}
+	return nil
+}
+
+// syncTxPorts keeps the devmap holding every egress interface a backend
+// uses, for redirects to an interface other than the ingress one.
+func (d *Dataplane) syncTxPorts() error {
+	want := make(map[uint32]bool)
+	for _, st := range d.services {
+		for _, b := range st.backends {
+			if b.value.Ifindex != 0 {
+				want[b.value.Ifindex] = true
+			}
+		}
+	}
+	return d.host.do(func() error {
+		var errs []error
+		for ifx := range d.txPorts {
+			if !want[ifx] {
+				if err := d.objs.TxPorts.Delete(ifx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					errs = append(errs, fmt.Errorf("remove tx port %d: %w", ifx, err))
+					continue
+				}
+				delete(d.txPorts, ifx)
+			}
+		}
+		for ifx := range want {
+			if d.txPorts[ifx] {
+				continue
+			}
+			// The devmap resolves the ifindex in this thread's namespace.
+			if err := d.objs.TxPorts.Put(ifx, ifx); err != nil {
+				errs = append(errs, fmt.Errorf("add tx port %d: %w", ifx, err))
+				continue
+			}
+			d.txPorts[ifx] = true
+		}
+		return errors.Join(errs...)
+	})
+}
+
+func (d *Dataplane) linkPin(ifindex int) string {
+	return filepath.Join(d.opts.PinDir, "link-"+strconv.Itoa(ifindex))
+}
+
+// syncLinks attaches the program where a served VIP lives and detaches it
+// everywhere else.
+func (d *Dataplane) syncLinks(want map[int]iface) error {
+	var errs []error
+	for ifx, l := range d.links {
+		if _, ok := want[ifx]; ok {
+			continue
+		}
+		if err := detach(l); err != nil {
+			errs = append(errs, fmt.Errorf("detach xdp from interface %d: %w", ifx, err))
+			continue
+		}
+		delete(d.links, ifx)
+	}
+	for ifx, ifc := range want {
+		if _, ok := d.links[ifx]; ok {
+			continue
+		}
+		name := ifc.name
+		if ifc.attach != ifc.index {
+			name = fmt.Sprintf("%s (parent %d)", ifc.name, ifc.attach)
+		}
+		l, generic, err := d.host.attach(d.objs.XdpBalancer, ifx, d.opts.Mode)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("attach xdp to %s: %w", name, err))
+			continue
+		}
+		if generic {
+			d.log.Warn("driver has no native XDP: attached in generic mode (slower)", "interface", name)
+		}
+		if d.opts.PinDir != "" {
+			if err := l.Pin(d.linkPin(ifx)); err != nil {
+				_ = l.Close()
+				errs = append(errs, fmt.Errorf("pin xdp link of %s: %w", name, err))
+				continue
+			}
+		}
+		d.links[ifx] = l
+	}
+	return errors.Join(errs...)
+}
+
+func detach(l link.Link) error {
+	if err := l.Unpin(); err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// Close detaches the program everywhere, removes the pinned maps and links
+// and frees everything.
+func (d *Dataplane) Close() error { return d.shutdown(true) }
+
+// Release frees this process's handles but leaves the program attached and
+// its maps and links pinned, for the next daemon to adopt with New and the
+// same PinDir. Without a PinDir it is Close.
+func (d *Dataplane) Release() error { return d.shutdown(d.opts.PinDir == "") }
+
+func (d *Dataplane) shutdown(cleanup bool) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	close(d.stop)
+	d.mu.Unlock()
+	d.wg.Wait()
+
+	var errs []error
+	for ifx, l := range d.links {
+		if cleanup {
+			if err := detach(l); err != nil {
+				errs = append(errs, fmt.Errorf("detach xdp from interface %d: %w", ifx, err))
+			}
+		} else if err := l.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cleanup && d.opts.PinDir != "" {
+		for _, m := range d.maps() {
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := os.Remove(d.opts.PinDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.objs.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	d.host.close()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("xdp close: %w", err)
+	}
+	return nil
+}
+
+func (d *Dataplane) maps() []*ebpf.Map {
+	m := &d.objs.balancerMaps
+	return []*ebpf.Map{m.BackendConns, m.BackendStats, m.Backends, m.Flows, m.FragServices,
+		m.GlobalStats, m.Persistence, m.RrCursors, m.SchedTables, m.ServiceStats, m.Services, m.TxPorts}
+}
+
+// Stats sums the per-CPU counters.
+func (d *Dataplane) Stats() (dataplane.Stats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return dataplane.Stats{}, errors.New("xdp: stats after close")
+	}
+	var out dataplane.Stats
+	keys := make([]dataplane.ServiceKey, 0, len(d.services))
+	for k := range d.services {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareServiceKeys)
+	for _, k := range keys {
+		st := d.services[k]
+		var per []balancerServiceCounters
+		if err := d.objs.ServiceStats.Lookup(st.id, &per); err != nil {
+			return out, fmt.Errorf("xdp stats: service %s: %w", k, err)
+		}
+		ss := dataplane.ServiceStats{Key: k}
+		for _, c := range per {
+			ss.Packets += c.Packets
+			ss.Bytes += c.Bytes
+			ss.NewFlows += c.NewFlows
+		}
+		for _, b := range st.backends {
+			var bper []balancerBackendCounters
+			if err := d.objs.BackendStats.Lookup(b.id, &bper); err != nil {
+				return out, fmt.Errorf("xdp stats: backend %s: %w", b.key, err)
+			}
+			bs := dataplane.BackendStats{BackendKey: b.key}
+			for _, c := range bper {
+				bs.Packets += c.Packets
+				bs.Bytes += c.Bytes
+			}
+			var conns int64
+			if err := d.objs.BackendConns.Lookup(b.id, &conns); err == nil && conns > 0 {
+				bs.ActiveFlows = uint64(conns)
+			}
+			ss.Backends = append(ss.Backends, bs)
+		}
+		slices.SortFunc(ss.Backends, func(a, b dataplane.BackendStats) int {
+			return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Port, b.Port))
+		})
+		out.Services = append(out.Services, ss)
+	}
+	out.Reasons = make(map[string]uint64, len(d.statNames))
+	for i, name := range d.statNames {
+		if name == "" || strings.HasPrefix(name, "max") {
+			continue
+		}
+		var per []uint64
+		if err := d.objs.GlobalStats.Lookup(uint32(i), &per); err != nil {
+			return out, fmt.Errorf("xdp stats: counter %s: %w", name, err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		out.Reasons[name] = sum
+	}
+	return out, nil
+}
+
+func possibleCPUs() int {
+	n, err := ebpf.PossibleCPU()
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
