@@ -62,6 +62,10 @@ func newLab(t *testing.T) *lab {
 	if err := lb.Sysctl("net/ipv4/ping_group_range", "0 2147483647"); err != nil {
 		t.Fatal(err)
 	}
+	// Port unreachable for every UDP probe, however close together.
+	if err := rs.Sysctl("net/ipv4/icmp_ratelimit", "0"); err != nil {
+		t.Fatal(err)
+	}
 	return &lab{lb: lb, rs: rs}
 }
 
