@@ -144,7 +144,9 @@ static __always_inline __u32 parse_l4(void *l4, void *data_end, __u8 proto, stru
 	return STAT_PASS_OTHER_PROTO;
 }
 
-static __always_inline __u32 parse_ipv4(void *l3, void *data_end, struct packet *pkt)
+/* parse_ipv4 and parse_ipv6 fill the addresses and find the L4 header. */
+static __always_inline __u32 parse_ipv4(void *l3, void *data_end, struct packet *pkt,
+					void **l4, __u8 *proto)
 {
 	struct iphdr *ip = l3;
 	__u32 hlen;
@@ -161,10 +163,13 @@ static __always_inline __u32 parse_ipv4(void *l3, void *data_end, struct packet 
 	pkt->key.dst[0] = ip->daddr;
 	if (ip->frag_off & bpf_htons(IP_MF_ | IP_OFFSET_))
 		pkt->fragment = 1;
-	return parse_l4(l3 + hlen, data_end, ip->protocol, pkt);
+	*l4 = l3 + hlen;
+	*proto = ip->protocol;
+	return 0;
 }
 
-static __always_inline __u32 parse_ipv6(void *l3, void *data_end, struct packet *pkt)
+static __always_inline __u32 parse_ipv6(void *l3, void *data_end, struct packet *pkt,
+					void **l4, __u8 *proto)
 {
 	struct ipv6hdr *ip6 = l3;
 	__u8 nexthdr;
@@ -205,17 +210,27 @@ static __always_inline __u32 parse_ipv6(void *l3, void *data_end, struct packet 
 			nexthdr = fh->nexthdr;
 			off += sizeof(*fh);
 		} else {
-			return parse_l4(h, data_end, nexthdr, pkt);
+			break;
 		}
 	}
-	return STAT_PASS_IPV6_EXT_LIMIT;
+	if (nexthdr == EXTHDR_HOP || nexthdr == EXTHDR_ROUTING || nexthdr == EXTHDR_DEST ||
+	    nexthdr == EXTHDR_AH || nexthdr == EXTHDR_FRAGMENT)
+		return STAT_PASS_IPV6_EXT_LIMIT;
+	/* Bounded for the verifier: at most MAX_IPV6_EXT_HDRS headers of
+	 * 2 KiB each follow the fixed header. */
+	off &= 0x7fff;
+	*l4 = l3 + off;
+	*proto = nexthdr;
+	return 0;
 }
 
 /* parse_packet fills pkt, or returns the reason to pass the frame on. */
 static __always_inline __u32 parse_packet(void *data, void *data_end, struct packet *pkt)
 {
 	struct ethhdr *eth = data;
-	void *l3 = eth + 1;
+	void *l3 = eth + 1, *l4 = 0;
+	__u8 l4proto = 0;
+	__u32 reason;
 	__be16 proto;
 
 	if (l3 > data_end)
@@ -232,10 +247,14 @@ static __always_inline __u32 parse_packet(void *data, void *data_end, struct pac
 		l3 = vh + 1;
 	}
 	if (proto == bpf_htons(ETH_P_IP_))
-		return parse_ipv4(l3, data_end, pkt);
-	if (proto == bpf_htons(ETH_P_IPV6_))
-		return parse_ipv6(l3, data_end, pkt);
-	return STAT_PASS_NOT_IP;
+		reason = parse_ipv4(l3, data_end, pkt, &l4, &l4proto);
+	else if (proto == bpf_htons(ETH_P_IPV6_))
+		reason = parse_ipv6(l3, data_end, pkt, &l4, &l4proto);
+	else
+		return STAT_PASS_NOT_IP;
+	if (reason)
+		return reason;
+	return parse_l4(l4, data_end, l4proto, pkt);
 }
 
 #endif

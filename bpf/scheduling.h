@@ -76,14 +76,17 @@ static __always_inline __u32 pick_least_conn(void *table, __u32 n, int weighted)
 	return best;
 }
 
-/* schedule picks a backend id for a new flow of svc, or NO_BACKEND. */
-static __always_inline __u32 schedule(const struct service *svc, const struct packet *pkt)
+/* schedule_new picks a backend id for a new flow of service svc, or
+ * NO_BACKEND. hash is the client's hash, used by sh, mh and fragments. A
+ * global function taking scalars only: the verifier checks it once instead
+ * of at every call site. */
+__attribute__((noinline)) __u32 schedule_new(__u32 svc, __u32 sched, __u32 hash, __u32 fragment)
 {
-	__u32 id = svc->id, n, h;
 	__u32 *np;
 	void *table;
+	__u32 n;
 
-	table = bpf_map_lookup_elem(&sched_tables, &id);
+	table = bpf_map_lookup_elem(&sched_tables, &svc);
 	if (!table)
 		return NO_BACKEND;
 	np = bpf_map_lookup_elem(table, &(__u32){0});
@@ -91,25 +94,34 @@ static __always_inline __u32 schedule(const struct service *svc, const struct pa
 		return NO_BACKEND;
 	n = *np;
 
-	if (pkt->fragment) {
-		/* Every piece of a datagram, first or not, by source address:
-		 * the same backend sh and mh give the client's other packets. */
-		return table_slot(table, hash_client(pkt->key.src, 0) % n + 1);
-	}
-	switch (svc->sched) {
+	/* Every piece of a datagram, first or not, goes by the client's
+	 * address: the backend sh and mh give the client's other packets. */
+	if (fragment)
+		return table_slot(table, hash % n + 1);
+	switch (sched) {
 	case SCHED_RR:
 	case SCHED_WRR:
-		return pick_round_robin(table, n, id);
+		return pick_round_robin(table, n, svc);
 	case SCHED_SH:
 	case SCHED_MH:
-		h = hash_client(pkt->key.src, (svc->flags & SVC_F_HASH_PORT) ? pkt->key.sport : 0);
-		return table_slot(table, h % n + 1);
+		return table_slot(table, hash % n + 1);
 	case SCHED_LC:
 		return pick_least_conn(table, n, 0);
 	case SCHED_WLC:
 		return pick_least_conn(table, n, 1);
 	}
 	return NO_BACKEND;
+}
+
+static __always_inline __u32 schedule(const struct service *svc, const struct packet *pkt)
+{
+	__u32 hash = 0;
+
+	if (pkt->fragment)
+		hash = hash_client(pkt->key.src, 0);
+	else if (svc->sched == SCHED_SH || svc->sched == SCHED_MH)
+		hash = hash_client(pkt->key.src, (svc->flags & SVC_F_HASH_PORT) ? pkt->key.sport : 0);
+	return schedule_new(svc->id, svc->sched, hash, pkt->fragment);
 }
 
 static __always_inline void persist_key_of(const struct service *svc, const struct packet *pkt,

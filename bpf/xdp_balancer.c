@@ -106,8 +106,17 @@ static __always_inline void refresh_persistence(const struct service *svc, const
 		p->last_seen = now;
 }
 
-static __always_inline int forward_flow(struct xdp_md *ctx, const struct service *svc,
-					const struct packet *pkt)
+/* target is where a frame goes: a backend that may take it. */
+struct target {
+	struct backend *be;
+	__u32 id;
+	__u32 new_flow;
+};
+
+/* flow_target finds the frame's flow, or schedules a new one. It returns 0
+ * with t filled, or the reason to pass the frame to the stack. */
+static __always_inline __u32 flow_target(const struct service *svc, const struct packet *pkt,
+					 struct target *t)
 {
 	struct persist_key pk = {};
 	struct flow *f, nf = {};
@@ -129,7 +138,9 @@ static __always_inline int forward_flow(struct xdp_md *ctx, const struct service
 				add_conns(f->backend, -1);
 			}
 			count(STAT_FLOW_HIT);
-			return send(ctx, pkt, be, f->backend, svc->id, 0);
+			t->be = be;
+			t->id = f->backend;
+			return 0;
 		}
 		/* Stale: take it off its backend's active count if it still
 		 * counted there, then schedule the packet as a new flow. */
@@ -150,7 +161,7 @@ static __always_inline int forward_flow(struct xdp_md *ctx, const struct service
 		id = schedule(svc, pkt);
 	be = bpf_map_lookup_elem(&backends, &id);
 	if (!be || !(be->flags & BE_F_FORWARD))
-		return verdict(XDP_PASS, STAT_PASS_NO_BACKEND);
+		return STAT_PASS_NO_BACKEND;
 
 	nf.last_seen = now;
 	nf.backend = id;
@@ -166,14 +177,17 @@ static __always_inline int forward_flow(struct xdp_md *ctx, const struct service
 		bpf_map_update_elem(&persistence, &pk, &p, BPF_ANY);
 	}
 	count(STAT_FLOW_NEW);
-	return send(ctx, pkt, be, id, svc->id, 1);
+	t->be = be;
+	t->id = id;
+	t->new_flow = 1;
+	return 0;
 }
 
-/* forward_fragment sends every piece of a datagram to one backend: the
+/* fragment_target sends every piece of a datagram to one backend: the
  * client's persistence pin if any, else a hash of its address. No flow
  * entry: later pieces have no ports to find it by. */
-static __always_inline int forward_fragment(struct xdp_md *ctx, const struct service *svc,
-					    const struct packet *pkt)
+static __always_inline __u32 fragment_target(const struct service *svc, const struct packet *pkt,
+					     struct target *t)
 {
 	struct persist_key pk = {};
 	struct backend *be;
@@ -187,16 +201,18 @@ static __always_inline int forward_fragment(struct xdp_md *ctx, const struct ser
 		id = schedule(svc, pkt);
 	be = bpf_map_lookup_elem(&backends, &id);
 	if (!be || !(be->flags & BE_F_FORWARD))
-		return verdict(XDP_PASS, STAT_PASS_NO_BACKEND);
+		return STAT_PASS_NO_BACKEND;
 	count(STAT_FRAGMENT);
-	return send(ctx, pkt, be, id, svc->id, 0);
+	t->be = be;
+	t->id = id;
+	return 0;
 }
 
-/* forward_icmp sends an ICMP "fragmentation needed" / "packet too big"
+/* icmp_target sends an ICMP "fragmentation needed" / "packet too big"
  * about a service flow to the backend that owns the flow, so path MTU
  * discovery works through direct routing. */
-static __always_inline int forward_icmp(struct xdp_md *ctx, const struct service *svc,
-					const struct packet *pkt)
+static __always_inline __u32 icmp_target(const struct service *svc, const struct packet *pkt,
+					 struct target *t)
 {
 	struct persist_key pk = {};
 	struct backend *be = 0;
@@ -216,9 +232,11 @@ static __always_inline int forward_icmp(struct xdp_md *ctx, const struct service
 	if (id != NO_BACKEND)
 		be = bpf_map_lookup_elem(&backends, &id);
 	if (!be || !(be->flags & BE_F_FORWARD))
-		return verdict(XDP_PASS, STAT_PASS_ICMP_NO_FLOW);
+		return STAT_PASS_ICMP_NO_FLOW;
 	count(STAT_ICMP_FORWARDED);
-	return send(ctx, pkt, be, id, svc->id, 0);
+	t->be = be;
+	t->id = id;
+	return 0;
 }
 
 SEC("xdp")
@@ -227,6 +245,7 @@ int xdp_balancer(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet pkt = {};
+	struct target t = {};
 	struct service *svc;
 	__u32 reason;
 
@@ -241,8 +260,12 @@ int xdp_balancer(struct xdp_md *ctx)
 	if (!(svc->flags & SVC_F_SERVED))
 		return verdict(XDP_PASS, STAT_PASS_NOT_SERVED);
 	if (pkt.fragment)
-		return forward_fragment(ctx, svc, &pkt);
-	if (pkt.icmp_error)
-		return forward_icmp(ctx, svc, &pkt);
-	return forward_flow(ctx, svc, &pkt);
+		reason = fragment_target(svc, &pkt, &t);
+	else if (pkt.icmp_error)
+		reason = icmp_target(svc, &pkt, &t);
+	else
+		reason = flow_target(svc, &pkt, &t);
+	if (reason || !t.be)
+		return verdict(XDP_PASS, reason ? reason : STAT_PASS_NO_BACKEND);
+	return send(ctx, &pkt, t.be, t.id, svc->id, t.new_flow);
 }

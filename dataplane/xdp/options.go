@@ -103,7 +103,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	mode, err := ParseMode(string(o.Mode))
 	if err != nil {
-		return o, err
+		return o, fmt.Errorf("xdp options: %w", err)
 	}
 	o.Mode = mode
 	def := func(v *int, d int) {
