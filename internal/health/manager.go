@@ -45,22 +45,42 @@ type Manager struct {
 	opts    Options
 	changes chan struct{}
 
-	mu      sync.Mutex
-	pool    *pool
-	runs    []*checkerRun
-	initial []action
-	started bool
+	mu       sync.Mutex
+	pool     *pool
+	runs     []*checkerRun
+	initial  []action        // scripts to run when Run starts
+	runCtx   context.Context // set while Run runs
+	scripts  context.Context // notify scripts' context
+	started  bool
+	stopping bool
 
+	checkers  sync.WaitGroup
 	scriptsWG sync.WaitGroup
 }
 
 // checkerRun is one checker's goroutine state.
 type checkerRun struct {
-	state     *checkState
+	state     *checkState // guarded by Manager.mu; Update re-points it
+	retired   bool        // guarded by Manager.mu; Update removed it
 	prober    prober
 	policy    policy
 	fromStart bool // MISC_CHECK times its delay loop from the start of a run
 	warmup    time.Duration
+	cancel    context.CancelFunc
+}
+
+func (m *Manager) newRun(c *checkState) *checkerRun {
+	pr, pol := c.cfg.Spec.newProber(&c.cfg, &c.rs.cfg, &m.d)
+	_, isMisc := pr.(*miscProber)
+	return &checkerRun{state: c, prober: pr, policy: pol, fromStart: isMisc, warmup: c.cfg.Timing.Warmup}
+}
+
+// startLocked starts r's goroutine; m.mu is held and Run is running.
+func (m *Manager) startLocked(r *checkerRun) {
+	ctx, cancel := context.WithCancel(m.runCtx)
+	r.cancel = cancel
+	scripts := m.scripts
+	m.checkers.Go(func() { m.runChecker(ctx, scripts, r) })
 }
 
 // New validates cfg and prepares its checkers. It starts nothing; Run
@@ -108,15 +128,7 @@ func New(cfg Config, opts Options) (*Manager, error) {
 	for _, vs := range m.pool.vss {
 		for _, rs := range vs.rss {
 			for _, c := range rs.checks {
-				pr, pol := c.cfg.Spec.newProber(&c.cfg, &rs.cfg, &m.d)
-				_, isMisc := pr.(*miscProber)
-				m.runs = append(m.runs, &checkerRun{
-					state:     c,
-					prober:    pr,
-					policy:    pol,
-					fromStart: isMisc,
-					warmup:    c.cfg.Timing.Warmup,
-				})
+				m.runs = append(m.runs, m.newRun(c))
 			}
 		}
 	}
@@ -151,26 +163,29 @@ func adjustQuorum(cfg Config, log *slog.Logger) Config {
 // running are killed, and every goroutine has ended when Run returns. A
 // Manager runs once.
 func (m *Manager) Run(ctx context.Context) error {
+	// Notify scripts outlive a canceled ctx until shutdown ends.
+	scriptCtx, stopScripts := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopScripts()
+
 	m.mu.Lock()
 	if m.started {
 		m.mu.Unlock()
 		return errors.New("health: manager already ran")
 	}
 	m.started = true
-	initial := m.initial
+	m.runCtx, m.scripts = ctx, scriptCtx
+	m.runScripts(scriptCtx, m.initial)
+	m.initial = nil
+	for _, r := range m.runs {
+		m.startLocked(r)
+	}
 	m.mu.Unlock()
 
-	// Notify scripts outlive a canceled ctx until shutdown ends.
-	scriptCtx, stopScripts := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopScripts()
-	m.runScripts(scriptCtx, initial)
-
-	var wg sync.WaitGroup
-	for _, r := range m.runs {
-		wg.Go(func() { m.runChecker(ctx, scriptCtx, r) })
-	}
 	<-ctx.Done()
-	wg.Wait()
+	m.mu.Lock()
+	m.stopping = true // no Update starts a checker from now on
+	m.mu.Unlock()
+	m.checkers.Wait()
 
 	m.mu.Lock()
 	acts := m.pool.shutdown()
@@ -230,8 +245,12 @@ func (m *Manager) runChecker(ctx, scriptCtx context.Context, r *checkerRun) {
 
 // record applies one probe's outcome to the pool.
 func (m *Manager) record(scriptCtx context.Context, r *checkerRun, out outcome, dec decision, start time.Time, took time.Duration) {
-	c := r.state
 	m.mu.Lock()
+	if r.retired {
+		m.mu.Unlock()
+		return
+	}
+	c := r.state
 	rs := c.rs
 	vs := rs.vs
 	before := vs.fingerprint()

@@ -66,29 +66,40 @@ type action struct {
 func newPool(cfg *Config) (*pool, []action) {
 	p := &pool{}
 	var acts []action
-	for i := range cfg.VirtualServers {
-		vcfg := cfg.VirtualServers[i]
-		vs := &vsState{cfg: vcfg, quorum: vcfg.Quorum, hysteresis: vcfg.Hysteresis}
-		for j := range vcfg.RealServers {
-			rcfg := vcfg.RealServers[j]
-			rs := &rsState{vs: vs, cfg: rcfg, weight: rcfg.Weight}
-			for k := range rcfg.Checks {
-				c := &checkState{rs: rs, cfg: rcfg.Checks[k], up: true, target: checkTarget(&rcfg.Checks[k], rcfg.Addr)}
-				if c.cfg.Alpha {
-					c.up = false
-					rs.numFailed++
-				}
-				rs.checks = append(rs.checks, c)
-			}
-			rs.alive = rs.numFailed == 0
-			vs.rss = append(vs.rss, rs)
-		}
-		// set_quorum_states, then init_service_vs's update_quorum_state.
-		vs.quorumUp = vs.aliveWeight() >= vs.quorum+vs.hysteresis
-		acts = append(acts, vs.updateQuorum(true)...)
+	for _, vcfg := range cfg.VirtualServers {
+		vs, a := newVSState(vcfg)
 		p.vss = append(p.vss, vs)
+		acts = append(acts, a...)
 	}
 	return p, acts
+}
+
+func newVSState(vcfg VirtualServer) (*vsState, []action) {
+	vs := &vsState{cfg: vcfg, quorum: vcfg.Quorum, hysteresis: vcfg.Hysteresis}
+	for _, rcfg := range vcfg.RealServers {
+		vs.rss = append(vs.rss, newRSState(vs, rcfg))
+	}
+	// set_quorum_states, then init_service_vs's update_quorum_state.
+	vs.quorumUp = vs.aliveWeight() >= vs.quorum+vs.hysteresis
+	return vs, vs.updateQuorum(true)
+}
+
+func newRSState(vs *vsState, rcfg RealServer) *rsState {
+	rs := &rsState{vs: vs, cfg: rcfg, weight: rcfg.Weight}
+	for k := range rcfg.Checks {
+		rs.checks = append(rs.checks, newCheckState(rs, rcfg.Checks[k]))
+	}
+	for _, c := range rs.checks {
+		if !c.up {
+			rs.numFailed++
+		}
+	}
+	rs.alive = rs.numFailed == 0
+	return rs
+}
+
+func newCheckState(rs *rsState, c Check) *checkState {
+	return &checkState{rs: rs, cfg: c, up: !c.Alpha, target: checkTarget(&c, rs.cfg.Addr)}
 }
 
 func checkTarget(c *Check, rs netip.AddrPort) string {
