@@ -38,9 +38,11 @@ import (
 )
 
 // testPackages run inside the VM by default: everything that needs IPVS or
-// a second kernel. Add a package here to run its tests on 6.1 too.
+// a second kernel (dataplane/xdp: the program must pass the 6.1 verifier
+// too). Add a package here to run its tests on 6.1 as well.
 var testPackages = []string{
 	"./dataplane/ipvs",
+	"./dataplane/xdp",
 	"./internal/testnet",
 }
 
