@@ -23,6 +23,13 @@ type builder struct {
 	// pass down until the whole block is read.
 	vsStates      []vsEntry
 	checkerStates map[*Checker]*checkerState
+	// tried records the keywords written in an instance, valid or not, so
+	// an invalid value is not reported again as missing.
+	tried map[*VRRPInstance]map[string]bool
+	// Lookups by name (the Config's own lookups are linear).
+	scripts   map[string]*VRRPScript
+	instances map[string]*VRRPInstance
+	vsGroups  map[string]*VirtualServerGroup
 }
 
 func newBuilder(opts *LoadOptions, d *diagSink) *builder {
@@ -31,6 +38,10 @@ func newBuilder(opts *LoadOptions, d *diagSink) *builder {
 		d:             d,
 		memberPos:     map[*SyncGroup][]Pos{},
 		checkerStates: map[*Checker]*checkerState{},
+		tried:         map[*VRRPInstance]map[string]bool{},
+		scripts:       map[string]*VRRPScript{},
+		instances:     map[string]*VRRPInstance{},
+		vsGroups:      map[string]*VirtualServerGroup{},
 	}
 }
 

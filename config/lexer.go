@@ -24,6 +24,7 @@ const (
 	maxExpansions     = 1000     // $NAME substitutions in one line
 	maxIncludeDepth   = 32       // nested include levels
 	defaultLineBudget = 4 << 20  // lines produced in one load
+	maxExpandedBytes  = 64 << 20 // text written by $NAME expansion in one load
 )
 
 // token is a word of a configuration line.
@@ -156,7 +157,9 @@ type lexer struct {
 	files   []string
 	budget  int
 	limit   int
-	rnd     *rand.Rand
+	// expanded counts the bytes $NAME expansion has written.
+	expanded int
+	rnd      *rand.Rand
 	// collecting is the multiline definition being read, if any.
 	collecting *definition
 	stopped    bool
@@ -608,6 +611,11 @@ func (lx *lexer) substitute(l rline) (rline, bool, bool) {
 		}
 		l = l.replace(i, r.end, value, pos.Col)
 		changed = true
+		if lx.expanded += len(l.text); lx.expanded > maxExpandedBytes {
+			lx.d.errorf(pos, "$ definitions expand to more than %d bytes; stopped reading", maxExpandedBytes)
+			lx.stopped = true
+			return l, changed, false
+		}
 		if def.multiline && len(def.lines) > 1 {
 			more := &linesSource{}
 			for _, s := range def.lines[1:] {

@@ -80,7 +80,7 @@ func (b *builder) virtualServerGroup(n *node) {
 	if !ok || !b.needBlock(n) {
 		return
 	}
-	if prev := b.cfg.VirtualServerGroup(name); prev != nil {
+	if prev := b.vsGroups[name]; prev != nil {
 		b.d.errorf(n.args[0].Pos, "virtual_server_group %q is already defined at %s", name, prev.Pos)
 		return
 	}
@@ -141,6 +141,7 @@ func (b *builder) virtualServerGroup(n *node) {
 		b.d.warnf(n.kw.Pos, "virtual_server_group %s has no entries (ignored)", name)
 		return
 	}
+	b.vsGroups[name] = g
 	b.cfg.VirtualServerGroups = append(b.cfg.VirtualServerGroups, g)
 }
 
@@ -201,6 +202,8 @@ func parseRange(s string) (first, last netip.Addr, ok bool) {
 type vsState struct {
 	timing timing
 	rs     map[*RealServer]*timing
+	// rsLines counts real_server lines, valid or not.
+	rsLines int
 }
 
 func (b *builder) virtualServer(n *node) {
@@ -365,6 +368,7 @@ func (b *builder) virtualServer(n *node) {
 				st.timing.weight = &v
 			}
 		case "real_server":
+			st.rsLines++
 			if rs := b.realServer(c, vs, st); rs != nil {
 				vs.RealServers = append(vs.RealServers, rs)
 			}
@@ -1045,7 +1049,7 @@ func (b *builder) resolveVirtualServers() {
 			}
 			return vs.Pos
 		}
-		if vs.Group != "" && b.cfg.VirtualServerGroup(vs.Group) == nil {
+		if vs.Group != "" && b.vsGroups[vs.Group] == nil {
 			b.d.errorf(pos("group"), "virtual_server group %q: no virtual_server_group has that name", vs.Group)
 		}
 		if vs.FWMark != 0 && vs.Explicit.Has("protocol") {
@@ -1078,7 +1082,7 @@ func (b *builder) resolveVirtualServers() {
 				vs.SorryServer.Port = vs.Port
 			}
 		}
-		if len(vs.RealServers) == 0 {
+		if st.rsLines == 0 {
 			b.d.warnf(vs.Pos, "virtual_server %s has no real_server", vs.Key())
 		}
 		if k := vs.Key(); vs.Addr.IsValid() || vs.FWMark != 0 {
@@ -1241,7 +1245,7 @@ func (b *builder) checkDataplane(vs *VirtualServer) {
 	if vs.FWMark != 0 {
 		warn(vs.Pos, "virtual_server fwmark %d: not supported by the xdp dataplane (it matches VIP and port, not firewall marks); use --dataplane=ipvs", vs.FWMark)
 	}
-	if g := b.cfg.VirtualServerGroup(vs.Group); g != nil {
+	if g := b.vsGroups[vs.Group]; g != nil {
 		for _, e := range g.Entries {
 			if e.FWMark != 0 {
 				warn(e.Pos, "virtual_server_group %s fwmark %d: not supported by the xdp dataplane (it matches VIP and port, not firewall marks); use --dataplane=ipvs", g.Name, e.FWMark)

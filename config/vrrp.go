@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -65,7 +66,7 @@ func (b *builder) vrrpScript(n *node) {
 	if !ok || !b.needBlock(n) {
 		return
 	}
-	if prev := b.cfg.Script(name); prev != nil {
+	if prev := b.scripts[name]; prev != nil {
 		b.d.errorf(n.args[0].Pos, "vrrp_script %q is already defined at %s", name, prev.Pos)
 		return
 	}
@@ -83,9 +84,9 @@ func (b *builder) vrrpScript(n *node) {
 			b.noBlock(c)
 			s.Weight, s.Reverse, ok = b.weightArgs(c, c.args, -253, 253)
 		case "rise":
-			s.Rise, ok = b.intOr(c, 1, 1<<30, s.Rise)
+			s.Rise, ok = b.intOr(c, 1, math.MaxInt32, s.Rise)
 		case "fall":
-			s.Fall, ok = b.intOr(c, 1, 1<<30, s.Fall)
+			s.Fall, ok = b.intOr(c, 1, math.MaxInt32, s.Fall)
 		case "user":
 			b.noBlock(c)
 			if len(c.args) == 0 {
@@ -115,6 +116,7 @@ func (b *builder) vrrpScript(n *node) {
 	if !s.Explicit.Has("timeout") {
 		s.Timeout = s.Interval
 	}
+	b.scripts[name] = s
 	b.cfg.Scripts = append(b.cfg.Scripts, s)
 }
 
@@ -131,7 +133,7 @@ func (b *builder) vrrpInstance(n *node) {
 	if !ok || !b.needBlock(n) {
 		return
 	}
-	if prev := b.cfg.Instance(name); prev != nil {
+	if prev := b.instances[name]; prev != nil {
 		b.d.errorf(n.args[0].Pos, "vrrp_instance %q is already defined at %s", name, prev.Pos)
 		return
 	}
@@ -142,8 +144,11 @@ func (b *builder) vrrpInstance(n *node) {
 		Pos:            n.kw.Pos,
 		Explicit:       Explicit{},
 	}
+	tried := map[string]bool{}
+	b.tried[in] = tried
 	for _, c := range n.block {
 		ok := true
+		tried[c.name()] = true
 		switch c.name() {
 		case "state":
 			var t token
@@ -272,6 +277,7 @@ func (b *builder) vrrpInstance(n *node) {
 			in.Explicit.set(c.name(), c.kw.Pos)
 		}
 	}
+	b.instances[name] = in
 	b.cfg.Instances = append(b.cfg.Instances, in)
 }
 
@@ -446,7 +452,7 @@ func (b *builder) virtualAddress(block string, n *node) (VirtualAddress, bool) {
 			b.d.warnf(w.Pos, "track_group applies to static addresses only (ignored)")
 		default:
 			b.d.errorf(w.Pos, "unknown %s option %q (want %s)", block, w.Text, addressOptions)
-			ok = false
+			return v, false
 		}
 	}
 	return v, ok
@@ -700,13 +706,13 @@ func (b *builder) resolveInstances() {
 		}
 
 		// Mandatory settings (keepalived's chk_min_cfg).
-		if in.VRID == 0 && !ex.Has("virtual_router_id") {
+		if in.VRID == 0 && !b.tried[in]["virtual_router_id"] {
 			b.d.errorf(in.Pos, "vrrp_instance %s has no virtual_router_id (want 1-255)", in.Name)
 		}
 		if in.Interface == "" && len(in.UnicastPeers) == 0 {
 			b.d.errorf(in.Pos, "vrrp_instance %s has no interface (add interface IFNAME, or unicast_peer)", in.Name)
 		}
-		if len(in.VIPs) == 0 && !in.NoVirtualIPAddress {
+		if len(in.VIPs) == 0 && !in.NoVirtualIPAddress && !b.tried[in]["virtual_ipaddress"] {
 			if in.Version == 3 || in.Family == IPv6 || strict {
 				b.d.errorf(in.Pos, "vrrp_instance %s has no virtual_ipaddress (VRRPv3 and strict mode need one; add one or no_virtual_ipaddress)", in.Name)
 			} else {
@@ -920,7 +926,7 @@ func (b *builder) roundAdvert(in *VRRPInstance, pos Pos) {
 func (b *builder) resolveTrackScripts(list []TrackScript, owner string) {
 	for i := range list {
 		ts := &list[i]
-		s := b.cfg.Script(ts.Name)
+		s := b.scripts[ts.Name]
 		if s == nil {
 			b.d.errorf(ts.Pos, "%s: track_script %q is not a defined vrrp_script%s", owner, ts.Name, b.scriptNames())
 			continue
@@ -946,15 +952,18 @@ func (b *builder) scriptNames() string {
 // address family. Unicast instances may share a VRID when their peers do
 // not overlap, and multicast ones when their groups differ.
 func (b *builder) checkVRIDs() {
-	ins := b.cfg.Instances
-	for i, a := range ins {
+	type key struct {
+		iface  string
+		family Family
+		vrid   int
+	}
+	seen := map[key][]*VRRPInstance{}
+	for _, a := range b.cfg.Instances {
 		if a.VRID == 0 || a.Interface == "" {
 			continue
 		}
-		for _, o := range ins[:i] {
-			if o.VRID != a.VRID || o.Interface != a.Interface || o.Family != a.Family {
-				continue
-			}
+		k := key{a.Interface, a.Family, a.VRID}
+		for _, o := range seen[k] {
 			if a.Unicast() != o.Unicast() {
 				continue
 			}
@@ -971,6 +980,7 @@ func (b *builder) checkVRIDs() {
 			b.d.errorf(pos, "virtual_router_id %d on %s (%s) is already used by vrrp_instance %s at %s (want a VRID unique per interface and family)", a.VRID, a.Interface, a.Family, o.Name, o.Pos)
 			break
 		}
+		seen[k] = append(seen[k], a)
 	}
 }
 
@@ -992,7 +1002,7 @@ func (b *builder) resolveSyncGroups() {
 		var names []string
 		for i, name := range g.Instances {
 			pos := b.memberPos[g][i]
-			in := b.cfg.Instance(name)
+			in := b.instances[name]
 			switch {
 			case in == nil:
 				b.d.errorf(pos, "vrrp_sync_group %s: vrrp_instance %q is not defined", g.Name, name)
@@ -1021,7 +1031,7 @@ func (b *builder) resolveSyncGroups() {
 			// Members of a sync group must not move their priority on
 			// their own (keepalived.conf(5), VRRP synchronization group).
 			for _, name := range names {
-				in := b.cfg.Instance(name)
+				in := b.instances[name]
 				for i := range in.TrackScripts {
 					if ts := &in.TrackScripts[i]; ts.Weight != 0 {
 						b.d.warnf(ts.Pos, "track_script %s weight %d is ignored: %s is in vrrp_sync_group %s (add sync_group_tracking_weight to keep it)", ts.Name, ts.Weight, name, g.Name)
