@@ -69,19 +69,6 @@ func newLab(t *testing.T) *lab {
 	return &lab{lb: lb, rs: rs}
 }
 
-// nsDialer dials from inside a namespace: the socket is created on a
-// thread that entered it, and stays there.
-type nsDialer struct{ ns *testnet.Namespace }
-
-func (d nsDialer) DialContext(ctx context.Context, network string, ep health.Endpoint) (net.Conn, error) {
-	var c net.Conn
-	err := d.ns.Do(func() (err error) {
-		c, err = health.NetDialer{}.DialContext(ctx, network, ep)
-		return err
-	})
-	return c, err
-}
-
 // listen opens a listener in ns.
 func listen(t *testing.T, ns *testnet.Namespace, network, addr string) net.Listener {
 	t.Helper()
@@ -279,7 +266,7 @@ func start(t *testing.T, lb *testnet.Namespace, cfg health.Config, opts health.O
 		h.clk = opts.Clock.(*healthtest.Clock)
 	}
 	if opts.Dialer == nil && lb != nil {
-		opts.Dialer = nsDialer{lb}
+		opts.Dialer = healthtest.NamespaceDialer{NS: lb}
 	}
 	if opts.Random == nil {
 		opts.Random = func(n int64) int64 { return 0 }

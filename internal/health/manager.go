@@ -277,7 +277,7 @@ func (m *Manager) record(scriptCtx context.Context, r *checkerRun, out outcome, 
 		acts = append(acts, m.pool.checkerDecision(c, false)...)
 	}
 	changed := !before.equal(vs.fingerprint())
-	isAlive, isQuorum, weight := rs.alive, vs.quorumUp, realWeight(rs.weight)
+	isAlive, isQuorum, weight, aliveWeight := rs.alive, vs.quorumUp, realWeight(rs.weight), vs.aliveWeight()
 	m.mu.Unlock()
 
 	log := m.opts.Logger.With("vs", vs.cfg.Name, "rs", rs.cfg.Addr.String(), "check", c.cfg.Spec.Kind(), "target", c.target)
@@ -298,7 +298,7 @@ func (m *Manager) record(scriptCtx context.Context, r *checkerRun, out outcome, 
 		log.Info("real server "+map[bool]string{true: "up", false: "down"}[isAlive], "inhibit", rs.cfg.Inhibit)
 	}
 	if isQuorum != wasQuorum {
-		m.opts.Logger.Info("quorum "+map[bool]string{true: "gained", false: "lost"}[isQuorum], "vs", vs.cfg.Name, "alive_weight", vs.aliveWeight(), "quorum", vs.quorum, "hysteresis", vs.hysteresis)
+		m.opts.Logger.Info("quorum "+map[bool]string{true: "gained", false: "lost"}[isQuorum], "vs", vs.cfg.Name, "alive_weight", aliveWeight, "quorum", vs.quorum, "hysteresis", vs.hysteresis)
 	}
 	m.runScripts(scriptCtx, acts)
 	if changed {
