@@ -86,7 +86,7 @@ static __always_inline void count_service(__u32 id, __u64 bytes, int new_flow)
 		s->new_flows++;
 }
 
-static __always_inline void count_backend(__u32 id, __u64 bytes)
+static __always_inline void count_backend(__u32 id, __u64 bytes, int new_flow)
 {
 	struct backend_counters *s = bpf_map_lookup_elem(&backend_stats, &id);
 
@@ -94,6 +94,8 @@ static __always_inline void count_backend(__u32 id, __u64 bytes)
 		return;
 	s->packets++;
 	s->bytes += bytes;
+	if (new_flow)
+		s->new_flows++;
 }
 
 static __always_inline void add_conns(__u32 id, __s64 delta)

@@ -154,6 +154,7 @@ struct persist {
 struct backend_counters {
 	__u64 packets;
 	__u64 bytes;
+	__u64 new_flows;
 };
 
 /* Per-CPU counters of a service. */

@@ -52,7 +52,7 @@ static __always_inline int send(struct xdp_md *ctx, const struct packet *pkt,
 
 	if (be->flags & BE_F_LOCAL) {
 		count_service(svc, pkt->len, new_flow);
-		count_backend(id, pkt->len);
+		count_backend(id, pkt->len, new_flow);
 		return verdict(XDP_PASS, STAT_PASS_LOCAL_BACKEND);
 	}
 	if ((void *)(eth + 1) > data_end)
@@ -68,7 +68,7 @@ static __always_inline int send(struct xdp_md *ctx, const struct packet *pkt,
 		vh->tci = bpf_htons((bpf_ntohs(vh->tci) & ~VLAN_VID_MASK) | be->vlan);
 	}
 	count_service(svc, pkt->len, new_flow);
-	count_backend(id, pkt->len);
+	count_backend(id, pkt->len, new_flow);
 	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, be->src_mac, ETH_ALEN);
 	if (be->ifindex == ctx->ingress_ifindex) {

@@ -196,4 +196,7 @@ type BackendStats struct {
 	Packets     uint64
 	Bytes       uint64
 	ActiveFlows uint64
+	// NewFlows counts the flows (connections) scheduled to this backend,
+	// as IPVS's per-real-server connection counter does.
+	NewFlows uint64
 }

@@ -30,9 +30,10 @@ type balancerBackend struct {
 }
 
 type balancerBackendCounters struct {
-	_       structs.HostLayout
-	Packets uint64
-	Bytes   uint64
+	_        structs.HostLayout
+	Packets  uint64
+	Bytes    uint64
+	NewFlows uint64
 }
 
 type balancerBackendFlags uint32

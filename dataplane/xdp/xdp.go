@@ -930,6 +930,7 @@ func (d *Dataplane) Stats() (dataplane.Stats, error) {
 			for _, c := range bper {
 				bs.Packets += c.Packets
 				bs.Bytes += c.Bytes
+				bs.NewFlows += c.NewFlows
 			}
 			var conns int64
 			if err := d.objs.BackendConns.Lookup(b.id, &conns); err == nil && conns > 0 {
