@@ -382,4 +382,3 @@ func (l *lab) xdpAttached() bool {
 	x := link.Attrs().Xdp
 	return x != nil && x.Attached
 }
-
