@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -220,7 +221,9 @@ const (
 type HTTPCheck struct {
 	URLs []URL
 	// VirtualHost is the Host header unless a URL sets its own; empty
-	// sends the address and port, as keepalived does.
+	// sends the address and port, as keepalived does. The daemon resolves
+	// keepalived's inheritance: checker, then real server, then virtual
+	// server.
 	VirtualHost string
 	// Protocol defaults to HTTP10.
 	Protocol HTTPProtocol
@@ -261,9 +264,11 @@ type StatusRange struct{ Min, Max int }
 // TLSOptions configure SSL_GET. Like keepalived, the server's certificate
 // is not verified unless Verify is set.
 type TLSOptions struct {
-	// ServerName is sent as SNI when set (keepalived's enable_sni with the
-	// virtualhost, or sni_name).
+	// ServerName is sent as SNI when set (keepalived's sni_name).
 	ServerName string
+	// EnableSNI sends the URL's virtualhost, or else the checker's, as
+	// SNI when ServerName is empty (keepalived's enable_sni).
+	EnableSNI bool
 	// Verify checks the server's certificate chain against RootCAs (the
 	// system roots when nil) and its name against ServerName.
 	Verify  bool
@@ -385,6 +390,10 @@ func (c *Config) Validate() error {
 					continue
 				}
 				cwhere := fmt.Sprintf("%s: check %d (%s)", rwhere, k+1, ck.Spec.Kind())
+				if reflect.TypeOf(ck.Spec).Kind() == reflect.Pointer {
+					errs = append(errs, fmt.Errorf("%s: pass the checker by value (health.%s{...}), not a pointer", cwhere, reflect.TypeOf(ck.Spec).Elem().Name()))
+					continue
+				}
 				if err := ck.Timing.validate(); err != nil {
 					errs = append(errs, fmt.Errorf("%s: %w", cwhere, err))
 				}

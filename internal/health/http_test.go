@@ -331,6 +331,7 @@ func TestSSLGet(t *testing.T) {
 		err  string
 	}{
 		{"no verify, no sni", health.TLSOptions{}, true, "", ""},
+		{"enable_sni", health.TLSOptions{EnableSNI: true}, true, "vhost.example.test", ""},
 		{"sni", health.TLSOptions{ServerName: "www.example.test"}, true, "www.example.test", ""},
 		{"verify unknown ca", health.TLSOptions{ServerName: "www.example.test", Verify: true}, false, "www.example.test", "certificate"},
 		{"verify", health.TLSOptions{ServerName: "www.example.test", Verify: true, RootCAs: roots}, true, "www.example.test", ""},
@@ -342,7 +343,7 @@ func TestSSLGet(t *testing.T) {
 			opts := v.tls
 			rs := ap("10.77.0.2:8443")
 			h := start(t, l.lb, oneServer(health.RealServer{Addr: rs, Weight: 1, Checks: []health.Check{
-				httpCheck(health.HTTPCheck{URLs: url, TLS: &opts}, tm),
+				httpCheck(health.HTTPCheck{URLs: url, TLS: &opts, VirtualHost: "vhost.example.test"}, tm),
 			}}), health.Options{})
 			st := h.probe(rs, 0, time.Second)
 			if st.OK != v.ok || (v.err != "" && !strings.Contains(st.Error, v.err)) {

@@ -285,6 +285,7 @@ func TestValidate(t *testing.T) {
 		{bad(func(vs *VirtualServer) { vs.RealServers[0].Checks[0].Spec = DNSCheck{Type: "PTR"} }), `dns type "PTR" unknown`},
 		{bad(func(vs *VirtualServer) { vs.RealServers[0].Addr = netip.MustParseAddrPort("10.0.0.1:0") }), "no address and port to connect to"},
 		{bad(func(vs *VirtualServer) { vs.RealServers = append(vs.RealServers, vs.RealServers[0]) }), "real server 10.0.0.1:80: listed twice"},
+		{bad(func(vs *VirtualServer) { vs.RealServers[0].Checks[0].Spec = &TCPCheck{} }), "pass the checker by value (health.TCPCheck{...})"},
 	} {
 		err := tc.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -45,19 +45,36 @@ func (h HTTPCheck) newProber(c *Check, rs *RealServer, d *deps) (prober, policy)
 	}
 	if o := h.TLS; o != nil {
 		p.tls = &tls.Config{
-			ServerName:         o.ServerName,
 			InsecureSkipVerify: !o.Verify,
 			RootCAs:            o.RootCAs,
 			Certificates:       o.Certificates,
 			// keepalived's OpenSSL context accepts old servers too.
 			MinVersion: tls.VersionTLS10,
 		}
-		if o.Verify && o.ServerName == "" {
-			// Verify the address; Go sends no SNI for an IP.
-			p.tls.ServerName = p.ep.Remote.Addr().Unmap().String()
-		}
 	}
 	return p, newHTTPPolicy(c.Timing, c.Alpha, len(h.URLs), h.FastRecovery)
+}
+
+// tlsConfig picks the SNI (and the name verified) for a URL.
+func (p *httpProber) tlsConfig(u *URL) *tls.Config {
+	o := p.spec.TLS
+	name := o.ServerName
+	if name == "" && o.EnableSNI {
+		name = u.VirtualHost
+		if name == "" {
+			name = p.spec.VirtualHost
+		}
+	}
+	if name == "" && o.Verify {
+		// Verify the address; Go sends no SNI for an IP.
+		name = p.ep.Remote.Addr().Unmap().String()
+	}
+	if name == "" {
+		return p.tls
+	}
+	c := p.tls.Clone()
+	c.ServerName = name
+	return c
 }
 
 // request builds keepalived's GET, byte for byte.
@@ -95,7 +112,7 @@ func (p *httpProber) probe(ctx context.Context, i int) outcome {
 	var rw io.ReadWriter = conn
 	if p.tls != nil {
 		s.next("in tls handshake with " + remote)
-		tc := tls.Client(conn, p.tls)
+		tc := tls.Client(conn, p.tlsConfig(u))
 		if err := tc.HandshakeContext(s.ctx); err != nil {
 			return failed(s.fail(err))
 		}
