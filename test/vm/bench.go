@@ -44,7 +44,7 @@ func parseBenchRates(pkg string, lines []string) []benchResult {
 }
 
 // printBenchComparison prints every packet-rate benchmark measured in the
-// VM and, for names present in both dataplane/ipvs and dataplane/xdp, the
+// VM and, for each pair of sub-benchmarks NAME/ipvs and NAME/xdp, the
 // XDP/IPVS ratio.
 func printBenchComparison(w io.Writer, rep *vmReport) {
 	var all []benchResult
@@ -59,28 +59,29 @@ func printBenchComparison(w io.Writer, rep *vmReport) {
 	ipvs := map[string]float64{}
 	xdp := map[string]float64{}
 	for _, b := range all {
-		fmt.Fprintf(w, "bench:   %-40s %-28s %14.0f %s\n", b.Name, b.Pkg, b.Rate, pktRateUnit)
-		switch {
-		case strings.HasSuffix(b.Pkg, "/dataplane/ipvs"):
-			ipvs[b.Name] = b.Rate
-		case strings.HasSuffix(b.Pkg, "/dataplane/xdp"):
-			xdp[b.Name] = b.Rate
+		fmt.Fprintf(w, "bench:   %-32s %14.0f %s  (%s)\n", b.Name, b.Rate, pktRateUnit, b.Pkg)
+		if name, ok := strings.CutSuffix(b.Name, "/ipvs"); ok {
+			ipvs[b.Pkg+" "+name] = b.Rate
+		}
+		if name, ok := strings.CutSuffix(b.Name, "/xdp"); ok {
+			xdp[b.Pkg+" "+name] = b.Rate
 		}
 	}
-	names := make([]string, 0, len(ipvs))
-	for n := range ipvs {
-		names = append(names, n)
+	keys := make([]string, 0, len(ipvs))
+	for k := range ipvs {
+		keys = append(keys, k)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		x, ok := xdp[n]
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := k[strings.IndexByte(k, ' ')+1:]
+		x, ok := xdp[k]
 		switch {
 		case !ok:
-			fmt.Fprintf(w, "bench:   %-40s ipvs %.0f %s, no dataplane/xdp benchmark of that name: no ratio\n", n, ipvs[n], pktRateUnit)
-		case ipvs[n] == 0:
-			fmt.Fprintf(w, "bench:   %-40s ipvs forwarded nothing: no ratio\n", n)
+			fmt.Fprintf(w, "bench:   %s: no %s/xdp row: no ratio\n", name, name)
+		case ipvs[k] == 0:
+			fmt.Fprintf(w, "bench:   %s: ipvs forwarded nothing: no ratio\n", name)
 		default:
-			fmt.Fprintf(w, "bench:   %-40s xdp/ipvs = %.2fx (xdp %.0f, ipvs %.0f %s)\n", n, x/ipvs[n], x, ipvs[n], pktRateUnit)
+			fmt.Fprintf(w, "bench:   %s: xdp/ipvs = %.2fx (xdp %.0f, ipvs %.0f %s)\n", name, x/ipvs[k], x, ipvs[k], pktRateUnit)
 		}
 	}
 }

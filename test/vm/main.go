@@ -46,11 +46,11 @@ var testPackages = []string{
 	"./internal/testnet",
 }
 
-// benchPackages hold the benchmarks -bench runs in the VM; benchmarks that
-// report "pkts/s" in both dataplane/ipvs and dataplane/xdp under the same
-// name are printed side by side with their ratio.
+// benchPackages hold the benchmarks -bench runs in the VM. Sub-benchmarks
+// NAME/ipvs and NAME/xdp that report "pkts/s" are printed side by side
+// with their ratio.
 var benchPackages = []string{
-	"./dataplane/ipvs",
+	"./test/vm/forwardbench",
 }
 
 // Exit statuses.

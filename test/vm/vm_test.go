@@ -135,12 +135,14 @@ func TestParseBenchRates(t *testing.T) {
 	}
 
 	rep := &vmReport{Release: "6.1", Results: []*pkgResult{
-		{Pkg: "github.com/xkeep/xkeep/dataplane/ipvs", Output: []string{"BenchmarkForwardDR-2 1 100000 pkts/s"}},
-		{Pkg: "github.com/xkeep/xkeep/dataplane/xdp", Output: []string{"BenchmarkForwardDR-2 1 350000 pkts/s"}},
+		{Pkg: "github.com/xkeep/xkeep/test/vm/forwardbench", Output: []string{
+			"BenchmarkForwardDR/ipvs-2 1 100.0 %delivered 100000 pkts/s",
+			"BenchmarkForwardDR/xdp-2 1 100.0 %delivered 350000 pkts/s",
+		}},
 	}}
 	var out bytes.Buffer
 	printBenchComparison(&out, rep)
-	if !strings.Contains(out.String(), "xdp/ipvs = 3.50x") {
+	if !strings.Contains(out.String(), "BenchmarkForwardDR: xdp/ipvs = 3.50x") {
 		t.Errorf("no ratio in:\n%s", out.String())
 	}
 }
