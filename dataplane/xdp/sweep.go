@@ -194,7 +194,7 @@ func (d *Dataplane) neighbourChanged(k neighKey, mac net.HardwareAddr) {
 		return
 	}
 	d.neigh[k] = slices.Clone(mac)
-	d.log.Info("backend MAC address changed", "backend", k.addr, "mac", mac)
+	d.log.Info("backend MAC address changed", "backend", k.addr, "mac", mac.String())
 	if d.last.Services == nil {
 		return // nothing applied yet: the first Apply uses it
 	}
