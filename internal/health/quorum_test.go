@@ -196,3 +196,39 @@ func TestShutdownLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMultipleCheckersPerServer: a real server with a TCP_CHECK and an
+// HTTP_GET goes down when either fails and comes back when both pass.
+func TestMultipleCheckersPerServer(t *testing.T) {
+	l := newLab(t)
+	tcp := newTCPServer(t, l.rs, "10.77.0.2:80")
+	web := newWebServer(t, l.rs, "10.77.0.2:8080", nil)
+	rs := ap("10.77.0.2:80")
+	tm := timing(5*time.Second, time.Second, 0)
+	h := start(t, l.lb, oneServer(health.RealServer{Addr: rs, Weight: 1, Checks: []health.Check{
+		{Spec: health.TCPCheck{}, Timing: tm},
+		{Spec: health.HTTPCheck{URLs: []health.URL{{Path: "/"}}}, Timing: tm, Connect: health.Connect{Port: 8080}},
+	}}), health.Options{})
+	both := func(d time.Duration) {
+		t.Helper()
+		b := h.backend(rs)
+		h.clk.Advance(d)
+		h.waitProbes(rs, 0, b.Checks[0].Probes+1)
+		h.waitProbes(rs, 1, b.Checks[1].Probes+1)
+	}
+	both(time.Second)
+	h.waitState(rs, health.StateUp, 1)
+	tcp.Stop()
+	both(5 * time.Second)
+	h.waitState(rs, health.StateDown, 0)
+	web.setMode(webFail)
+	tcp.Start()
+	both(5 * time.Second)
+	if b := h.backend(rs); b.State != health.StateDown || !b.Checks[0].Up || b.Checks[1].Up {
+		t.Fatalf("TCP passing, HTTP failing: %+v", b)
+	}
+	web.setMode(webOK)
+	both(5 * time.Second) // the failed URL passes: all URLs are checked again
+	both(5 * time.Second)
+	h.waitState(rs, health.StateUp, 1)
+}
