@@ -120,7 +120,6 @@ func New(cfg Config, opts Options) (*Manager, error) {
 			dialer:  opts.Dialer,
 			scripts: opts.Scripts,
 			random:  opts.Random,
-			log:     opts.Logger,
 		},
 	}
 	cfg = adjustQuorum(cfg, opts.Logger)

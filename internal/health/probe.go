@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"sync"
 	"syscall"
@@ -17,7 +16,6 @@ type deps struct {
 	dialer  Dialer
 	scripts ScriptRunner
 	random  func(n int64) int64
-	log     *slog.Logger
 }
 
 // prober runs one probe of a checker. Probes of one checker never overlap;
