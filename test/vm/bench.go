@@ -56,15 +56,28 @@ func printBenchComparison(w io.Writer, rep *vmReport) {
 		fmt.Fprintf(w, "bench:   no benchmark reported %s\n", pktRateUnit)
 		return
 	}
+	// With -count, every row has several samples, taken in turns (ipvs,
+	// xdp, ipvs, ...): the median of each resists a busy host.
+	samples := map[string][]float64{}
+	var order []string
+	for _, b := range all {
+		k := b.Pkg + " " + b.Name
+		if _, ok := samples[k]; !ok {
+			order = append(order, k)
+		}
+		samples[k] = append(samples[k], b.Rate)
+	}
 	ipvs := map[string]float64{}
 	xdp := map[string]float64{}
-	for _, b := range all {
-		fmt.Fprintf(w, "bench:   %-32s %14.0f %s  (%s)\n", b.Name, b.Rate, pktRateUnit, b.Pkg)
-		if name, ok := strings.CutSuffix(b.Name, "/ipvs"); ok {
-			ipvs[b.Pkg+" "+name] = b.Rate
+	for _, k := range order {
+		pkg, name, _ := strings.Cut(k, " ")
+		med := median(samples[k])
+		fmt.Fprintf(w, "bench:   %-32s %14.0f %s  median of %d %v  (%s)\n", name, med, pktRateUnit, len(samples[k]), rounded(samples[k]), pkg)
+		if prefix, ok := strings.CutSuffix(name, "/ipvs"); ok {
+			ipvs[pkg+" "+prefix] = med
 		}
-		if name, ok := strings.CutSuffix(b.Name, "/xdp"); ok {
-			xdp[b.Pkg+" "+name] = b.Rate
+		if prefix, ok := strings.CutSuffix(name, "/xdp"); ok {
+			xdp[pkg+" "+prefix] = med
 		}
 	}
 	keys := make([]string, 0, len(ipvs))
@@ -84,4 +97,21 @@ func printBenchComparison(w io.Writer, rep *vmReport) {
 			fmt.Fprintf(w, "bench:   %s: xdp/ipvs = %.2fx (xdp %.0f, ipvs %.0f %s)\n", name, x/ipvs[k], x, ipvs[k], pktRateUnit)
 		}
 	}
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func rounded(v []float64) []int64 {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = int64(x + 0.5)
+	}
+	return out
 }

@@ -67,6 +67,7 @@ type options struct {
 	run         string
 	benchRe     string
 	benchTime   string
+	benchCount  int
 	timeout     time.Duration
 	testTimeout time.Duration
 	cache       string
@@ -83,6 +84,7 @@ func main() {
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run)")
 	flag.StringVar(&o.benchRe, "benchre", ".", "with -bench: benchmarks to run (go test -bench)")
 	flag.StringVar(&o.benchTime, "benchtime", "1x", "with -bench: go test -benchtime")
+	flag.IntVar(&o.benchCount, "benchcount", 3, "with -bench: go test -count; rows are reported as medians")
 	flag.DurationVar(&o.timeout, "timeout", 0, "give up on the VM after this long (default 10m, 20m with -bench)")
 	flag.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per test binary (go test -timeout)")
 	flag.StringVar(&o.cache, "cache", "", "cache directory (default $XKEEP_VM_CACHE, /var/cache/xkeep-vm as root, else the user cache)")
@@ -180,7 +182,8 @@ func runOnce(ctx context.Context, o options) (int, error) {
 	}
 	args := []string{"-test.v", "-test.timeout=" + o.testTimeout.String()}
 	if o.bench {
-		args = append(args, "-test.run=^$", "-test.bench="+o.benchRe, "-test.benchtime="+o.benchTime)
+		args = append(args, "-test.run=^$", "-test.bench="+o.benchRe, "-test.benchtime="+o.benchTime,
+			"-test.count="+strconv.Itoa(o.benchCount))
 	} else if o.run != "" {
 		args = append(args, "-test.run="+o.run)
 	}

@@ -138,6 +138,10 @@ func TestParseBenchRates(t *testing.T) {
 		{Pkg: "github.com/xkeep/xkeep/test/vm/forwardbench", Output: []string{
 			"BenchmarkForwardDR/ipvs-2 1 100.0 %delivered 100000 pkts/s",
 			"BenchmarkForwardDR/xdp-2 1 100.0 %delivered 350000 pkts/s",
+			"BenchmarkForwardDR/ipvs-2 1 100.0 %delivered 10000 pkts/s", // a hiccup
+			"BenchmarkForwardDR/xdp-2 1 100.0 %delivered 360000 pkts/s",
+			"BenchmarkForwardDR/ipvs-2 1 100.0 %delivered 110000 pkts/s",
+			"BenchmarkForwardDR/xdp-2 1 100.0 %delivered 340000 pkts/s",
 		}},
 	}}
 	var out bytes.Buffer
