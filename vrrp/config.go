@@ -44,7 +44,10 @@ type InstanceConfig struct {
 	PreemptDelay  time.Duration
 	AuthType      packet.AuthType
 	AuthPass      string
-	VIPs          []VIP
+	// VIPs are advertised and installed; ExcludedVIPs are only installed
+	// (virtual_ipaddress_excluded).
+	VIPs         []VIP
+	ExcludedVIPs []VIP
 	// SourceAddr is the address adverts are sent from and compared by
 	// (unicast_src_ip / mcast_src_ip); when invalid the runtime uses the
 	// interface's primary address of the VIPs' family.
@@ -148,7 +151,15 @@ type SyncGroupConfig struct {
 	Notify    NotifyConfig
 }
 
-// Family returns whether the instance runs over IPv6.
+// AllVIPs returns the advertised and the excluded addresses.
+func (c *InstanceConfig) AllVIPs() []VIP {
+	if len(c.ExcludedVIPs) == 0 {
+		return c.VIPs
+	}
+	return append(append([]VIP{}, c.VIPs...), c.ExcludedVIPs...)
+}
+
+// IsIPv6 returns whether the instance runs over IPv6.
 func (c *InstanceConfig) IsIPv6() bool {
 	for _, v := range c.VIPs {
 		return v.Prefix.Addr().Is6()

@@ -368,7 +368,7 @@ func (m *Machine) update(in *instance, cfg InstanceConfig) {
 	if old.AdvertInterval != cfg.AdvertInterval {
 		in.adverAt = m.now.Add(cfg.AdvertInterval)
 	}
-	removed, added := diffVIPs(old.VIPs, cfg.VIPs)
+	removed, added := diffVIPs(old.AllVIPs(), cfg.AllVIPs())
 	if len(removed) > 0 {
 		m.emit(RemoveVIPs{Instance: cfg.Name, VIPs: removed})
 	}
@@ -418,8 +418,8 @@ func (m *Machine) start(in *instance) {
 		return
 	}
 	// Addresses left over from an earlier run go away: we are not master.
-	if len(in.cfg.VIPs) > 0 {
-		m.emit(RemoveVIPs{Instance: in.cfg.Name, VIPs: in.cfg.VIPs})
+	if vips := in.cfg.AllVIPs(); len(vips) > 0 {
+		m.emit(RemoveVIPs{Instance: in.cfg.Name, VIPs: vips})
 	}
 	m.becomeBackup(in, "start", 0)
 	if in.cfg.StartAsMaster && !in.cfg.NoPreempt {
@@ -472,11 +472,11 @@ func (m *Machine) Advance(now time.Time) {
 			}
 			if !in.garpAt.IsZero() && !now.Before(in.garpAt) {
 				in.garpAt = time.Time{}
-				m.emit(SendGARP{Instance: in.cfg.Name, VIPs: in.cfg.VIPs, Count: in.cfg.GARP.MasterRepeat})
+				m.emit(SendGARP{Instance: in.cfg.Name, VIPs: in.cfg.AllVIPs(), Count: in.cfg.GARP.MasterRepeat})
 			}
 			if !in.refreshAt.IsZero() && !now.Before(in.refreshAt) {
 				in.refreshAt = now.Add(in.cfg.GARP.MasterRefresh)
-				m.emit(SendGARP{Instance: in.cfg.Name, VIPs: in.cfg.VIPs, Count: in.cfg.GARP.MasterRefreshRepeat})
+				m.emit(SendGARP{Instance: in.cfg.Name, VIPs: in.cfg.AllVIPs(), Count: in.cfg.GARP.MasterRefreshRepeat})
 			}
 		}
 	}
@@ -656,18 +656,19 @@ func (m *Machine) becomeMaster(in *instance, reason string) {
 	in.masterAdverInt = in.cfg.AdvertInterval
 	in.masterAddr, in.masterPrio = in.cfg.SourceAddr, in.eff
 	name := in.cfg.Name
-	if len(in.cfg.VIPs) > 0 {
-		m.emit(AddVIPs{Instance: name, VIPs: in.cfg.VIPs})
+	vips := in.cfg.AllVIPs()
+	if len(vips) > 0 {
+		m.emit(AddVIPs{Instance: name, VIPs: vips})
 	}
 	m.sendAdvert(in, in.eff)
-	if len(in.cfg.VIPs) > 0 {
-		m.emit(SendGARP{Instance: name, VIPs: in.cfg.VIPs, Count: in.cfg.GARP.MasterRepeat})
+	if len(vips) > 0 {
+		m.emit(SendGARP{Instance: name, VIPs: vips, Count: in.cfg.GARP.MasterRepeat})
 	}
 	in.adverAt = m.now.Add(in.cfg.AdvertInterval)
-	if d := in.cfg.GARP.MasterDelay; d > 0 && len(in.cfg.VIPs) > 0 {
+	if d := in.cfg.GARP.MasterDelay; d > 0 && len(vips) > 0 {
 		in.garpAt = m.now.Add(d)
 	}
-	if r := in.cfg.GARP.MasterRefresh; r > 0 && len(in.cfg.VIPs) > 0 {
+	if r := in.cfg.GARP.MasterRefresh; r > 0 && len(vips) > 0 {
 		in.refreshAt = m.now.Add(r)
 	}
 	in.counters.BecameMaster++
@@ -690,8 +691,8 @@ func (m *Machine) clearMasterTimers(in *instance) {
 
 func (m *Machine) leaveMasterForBackup(in *instance, reason string) {
 	m.clearMasterTimers(in)
-	if len(in.cfg.VIPs) > 0 {
-		m.emit(RemoveVIPs{Instance: in.cfg.Name, VIPs: in.cfg.VIPs})
+	if vips := in.cfg.AllVIPs(); len(vips) > 0 {
+		m.emit(RemoveVIPs{Instance: in.cfg.Name, VIPs: vips})
 	}
 	in.counters.ReleasedMaster++
 	m.becomeBackup(in, reason, 0)
@@ -703,8 +704,8 @@ func (m *Machine) leaveMasterForBackup(in *instance, reason string) {
 func (m *Machine) resign(in *instance) {
 	m.clearMasterTimers(in)
 	m.sendAdvert(in, PriorityStop)
-	if len(in.cfg.VIPs) > 0 {
-		m.emit(RemoveVIPs{Instance: in.cfg.Name, VIPs: in.cfg.VIPs})
+	if vips := in.cfg.AllVIPs(); len(vips) > 0 {
+		m.emit(RemoveVIPs{Instance: in.cfg.Name, VIPs: vips})
 	}
 	in.counters.ReleasedMaster++
 }
