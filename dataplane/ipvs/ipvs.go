@@ -380,6 +380,21 @@ func (d *Dataplane) Stats() (dataplane.Stats, error) {
 	return st, nil
 }
 
+// Release frees the netlink socket and leaves every service in the kernel,
+// forwarding on: for a daemon restart, whose next Dataplane adopts the
+// services its first desired state names, changing nothing that still
+// matches (their totals then start from the kernel's counters).
+func (d *Dataplane) Release() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.h != nil {
+		d.h.Close()
+		d.h = nil
+		d.owned = nil
+	}
+	return nil
+}
+
 // Close removes every service this Dataplane owns from the kernel and
 // releases the netlink socket. Services it does not own stay.
 func (d *Dataplane) Close() error {

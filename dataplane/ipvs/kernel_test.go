@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -270,6 +271,40 @@ TCP 192.0.2.10:80 sched=wrr
   -> 198.51.100.1:80 weight=3 fwd=DR
   -> 198.51.100.2:80 weight=1 fwd=DR
 `)
+}
+
+func TestKernelReleaseHandsServicesToTheNextRun(t *testing.T) {
+	f := newFixture(t, nil)
+	state := dataplane.DesiredState{Services: []dataplane.Service{httpService()}, Served: served(vip)}
+	if err := f.dp.Apply(state); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.dp.Release(); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+TCP 192.0.2.10:80 sched=wrr
+  -> 198.51.100.1:80 weight=3 fwd=DR
+  -> 198.51.100.2:80 weight=1 fwd=DR
+`
+	wantKernel(t, f, want)
+	// The restarted daemon: same state, nothing to change.
+	f.log.take()
+	next, err := New(Config{Logger: slog.New(f.log), Netns: f.ns.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Apply(state); err != nil {
+		t.Fatal(err)
+	}
+	if ops := f.log.take(); len(ops) != 0 {
+		t.Errorf("Apply after a restart changed the kernel: %v", ops)
+	}
+	// It owns the service now: Close removes it.
+	if err := next.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantKernel(t, f, "")
 }
 
 func TestKernelUnservedServiceLeavesTheKernel(t *testing.T) {
