@@ -110,20 +110,48 @@ func fetchPackage(ctx context.Context, cache string, p debPackage, logf func(str
 			return "", fmt.Errorf("apt-get download %s=%s left no .deb in %s", p.Name, p.Version, debs)
 		}
 	}
-	tmp := root + ".tmp"
-	_ = os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
-		return "", err
+	err = publishDir(root, ".unpacked", func(tmp string) error {
+		if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
+			return fmt.Errorf("dpkg-deb -x %s: %w\n%s", deb, err, out)
+		}
+		return nil
+	})
+	return root, err
+}
+
+// publishDir fills a fresh directory next to dir with fill, marks it
+// complete with the stamp file and renames it to dir, so that runs sharing
+// the cache (two engineers' make test-vm) never see a half-filled dir or
+// remove one another's.
+func publishDir(dir, stamp string, fill func(tmp string) error) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
 	}
-	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		_ = os.RemoveAll(tmp)
-		return "", fmt.Errorf("dpkg-deb -x %s: %w\n%s", deb, err, out)
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return err
 	}
-	_ = os.RemoveAll(root)
-	if err := os.Rename(tmp, root); err != nil {
-		return "", err
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if err := fill(tmp); err != nil {
+		return err
 	}
-	return root, os.WriteFile(stamp, nil, 0o644)
+	if err := os.WriteFile(filepath.Join(tmp, stamp), nil, 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, stamp)); err == nil {
+		return nil // another run published it first
+	}
+	// A leftover without its stamp: replace it.
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dir)
 }
 
 // findDeb finds p's .deb in dir; apt-get names it name_version_arch.deb

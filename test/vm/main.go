@@ -17,8 +17,9 @@
 //
 // The cache (downloaded .debs, unpacked packages, staged modules) is
 // -cache, default $XKEEP_VM_CACHE, else /var/cache/xkeep-vm when run as
-// root, else $XDG_CACHE_HOME/xkeep-vm. Everything else lives in a temporary
-// directory that is removed on exit, also on Ctrl-C.
+// root, else $XDG_CACHE_HOME/xkeep-vm; it keeps the newest kernel only
+// (about 150 MiB). Everything else lives in a temporary directory that is
+// removed on exit, also on Ctrl-C, and qemu never outlives the harness.
 package main
 
 import (
@@ -153,8 +154,18 @@ func runOnce(ctx context.Context, o options) (int, error) {
 		}
 	}
 	bbVer, err := candidateVersion(ctx, "busybox-static")
-	if err != nil || bbVer == "" {
-		return exitVMFail, fmt.Errorf("apt-cache has no busybox-static candidate (run apt-get update): %v", err)
+	if err == nil && bbVer == "" {
+		err = errors.New("apt-cache has no busybox-static candidate (run apt-get update)")
+	}
+	if err != nil {
+		// Offline: any busybox-static unpacked earlier does.
+		m, _ := filepath.Glob(filepath.Join(cache, "pkg", "busybox-static_*", ".unpacked"))
+		if len(m) == 0 {
+			return exitVMFail, err
+		}
+		dir := filepath.Base(filepath.Dir(m[len(m)-1]))
+		bbVer = strings.ReplaceAll(strings.TrimPrefix(dir, "busybox-static_"), "%3a", ":")
+		logf("%v; using the cached busybox-static %s", err, bbVer)
 	}
 	kroot, err := fetchPackage(ctx, cache, kpkg, logf)
 	if err != nil {
@@ -172,6 +183,8 @@ func runOnce(ctx context.Context, o options) (int, error) {
 	if err != nil {
 		return exitVMFail, err
 	}
+	pruneCache(cache, []string{kroot, bbroot, mods},
+		[]debPackage{kpkg, {Name: "busybox-static", Version: bbVer}}, logf)
 
 	pkgs := testPackages
 	if o.bench {
@@ -422,4 +435,35 @@ func cachedKernel(cache string, aptErr error) (debPackage, error) {
 	}
 	fmt.Printf("vm: %v; using the cached %s %s\n", aptErr, best.Name, best.Version)
 	return best, nil
+}
+
+// pruneCache removes what earlier runs left for other kernel or busybox
+// versions and module lists, so the cache holds one of each (about 150
+// MiB) however many Debian kernel updates it sees.
+func pruneCache(cache string, dirs []string, pkgs []debPackage, logf func(string, ...any)) {
+	keep := map[string]bool{}
+	for _, d := range dirs {
+		keep[d] = true
+	}
+	for _, p := range pkgs {
+		if deb, _ := findDeb(filepath.Join(cache, "debs"), p); deb != "" {
+			keep[deb] = true
+		}
+	}
+	for _, pattern := range []string{"pkg/*", "pkg/.*", "modules/*", "modules/.*", "debs/*.deb"} {
+		matches, _ := filepath.Glob(filepath.Join(cache, pattern))
+		for _, m := range matches {
+			if keep[m] {
+				continue
+			}
+			// Dot entries are other runs' work in progress, unless old.
+			if strings.HasPrefix(filepath.Base(m), ".") {
+				if st, err := os.Stat(m); err != nil || time.Since(st.ModTime()) < time.Hour {
+					continue
+				}
+			}
+			logf("cache: removing %s, which this run does not use", m)
+			_ = os.RemoveAll(m)
+		}
+	}
 }

@@ -81,29 +81,26 @@ func stageModules(ctx context.Context, cache, modDir, release string, want []str
 		}
 	}
 
-	tmp := root + ".tmp"
-	_ = os.RemoveAll(tmp)
-	dst := filepath.Join(tmp, "lib", "modules", release)
-	for _, rel := range closure {
-		if err := copyFile(filepath.Join(dst, rel), filepath.Join(modDir, rel)); err != nil {
-			return "", err
-		}
-	}
-	for _, f := range []string{"modules.builtin", "modules.builtin.modinfo", "modules.order"} {
-		if _, err := os.Stat(filepath.Join(modDir, f)); err == nil {
-			if err := copyFile(filepath.Join(dst, f), filepath.Join(modDir, f)); err != nil {
-				return "", err
+	err = publishDir(root, ".staged", func(tmp string) error {
+		dst := filepath.Join(tmp, "lib", "modules", release)
+		for _, rel := range closure {
+			if err := copyFile(filepath.Join(dst, rel), filepath.Join(modDir, rel)); err != nil {
+				return err
 			}
 		}
-	}
-	if out, err := exec.CommandContext(ctx, "depmod", "-b", tmp, release).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("depmod -b %s %s: %w\n%s", tmp, release, err, out)
-	}
-	_ = os.RemoveAll(root)
-	if err := os.Rename(tmp, root); err != nil {
-		return "", err
-	}
-	return root, os.WriteFile(filepath.Join(root, ".staged"), nil, 0o644)
+		for _, f := range []string{"modules.builtin", "modules.builtin.modinfo", "modules.order"} {
+			if _, err := os.Stat(filepath.Join(modDir, f)); err == nil {
+				if err := copyFile(filepath.Join(dst, f), filepath.Join(modDir, f)); err != nil {
+					return err
+				}
+			}
+		}
+		if out, err := exec.CommandContext(ctx, "depmod", "-b", tmp, release).CombinedOutput(); err != nil {
+			return fmt.Errorf("depmod -b %s %s: %w\n%s", tmp, release, err, out)
+		}
+		return nil
+	})
+	return root, err
 }
 
 // indexModules maps module names to their paths relative to modDir.
