@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -9,17 +11,14 @@ import (
 	"time"
 )
 
-// sharedDir returns /work/shared (the seed, keepalived's samples and
-// manual), found next to the repository root, or skips the test when it is
-// not there. XKEEP_SHARED overrides the place. In CI (XKEEP_CI set) a
-// missing directory fails instead of skipping.
-func sharedDir(t *testing.T) string {
-	t.Helper()
+// findShared returns /work/shared (the seed, keepalived's samples and
+// manual), found next to the repository root; XKEEP_SHARED overrides it.
+func findShared() (string, error) {
 	dir := os.Getenv("XKEEP_SHARED")
 	if dir == "" {
 		root, err := filepath.Abs(".")
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		for {
 			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
@@ -27,17 +26,28 @@ func sharedDir(t *testing.T) string {
 			}
 			parent := filepath.Dir(root)
 			if parent == root {
-				t.Fatal("no go.mod above the package directory")
+				return "", errors.New("no go.mod above the package directory")
 			}
 			root = parent
 		}
 		dir = filepath.Join(filepath.Dir(root), "shared")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "seed")); err != nil {
+		return "", fmt.Errorf("shared fixtures (seed, keepalived samples) not found at %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// sharedDir returns the shared fixtures directory or skips the test, saying
+// why, when it is not there. In CI (XKEEP_CI set) it fails instead.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := findShared()
+	if err != nil {
 		if os.Getenv("XKEEP_CI") != "" {
-			t.Fatalf("shared fixtures missing in CI: %v", err)
+			t.Fatalf("in CI: %v", err)
 		}
-		t.Skipf("skipping: shared fixtures (seed, keepalived samples) not found at %s: %v", dir, err)
+		t.Skipf("skipping: %v", err)
 	}
 	return dir
 }
@@ -103,10 +113,15 @@ func TestSharedConfigsAreValid(t *testing.T) {
 }
 
 // TestTestdataConfigsAreValid reads the configurations xkeep's own tests
-// wrote (testdata/*/*.conf, except testdata/invalid).
+// wrote (testdata/*/*.conf): warning-free, except testdata/adjusted (values
+// keepalived adjusts, with warnings) and testdata/invalid (errors).
 func TestTestdataConfigsAreValid(t *testing.T) {
 	for _, file := range globT(t, filepath.Join("testdata", "*", "*.conf")) {
-		if filepath.Base(filepath.Dir(file)) == "invalid" {
+		switch filepath.Base(filepath.Dir(file)) {
+		case "invalid":
+			continue
+		case "adjusted":
+			t.Run(file, func(t *testing.T) { loadValid(t, file, LoadOptions{}) })
 			continue
 		}
 		ids, ok := configIDs[filepath.Base(file)]
