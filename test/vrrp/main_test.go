@@ -146,6 +146,10 @@ func (h *host) startKeepalived(conf string) *daemon {
 	path := h.writeConf("keepalived.conf", conf)
 	pid := filepath.Join(h.dir, "keepalived.pid")
 	vpid := filepath.Join(h.dir, "vrrp.pid")
+	// A killed keepalived leaves its pid files; a new one would refuse to
+	// start ("daemon is already running").
+	_ = os.Remove(pid)
+	_ = os.Remove(vpid)
 	cmd := exec.Command("keepalived", "-n", "-l", "-D", "-P", "-f", path, "-p", pid, "-r", vpid)
 	return h.start("keepalived", cmd, vpid)
 }
@@ -176,6 +180,9 @@ func (d *daemon) kill() {
 		return
 	}
 	if d.vrrpPidFile != "" {
+		// Stop the parent first so it neither respawns the child nor
+		// signals it (which would make it resign gracefully).
+		_ = d.cmd.Process.Signal(syscall.SIGSTOP)
 		if pid := d.vrrpChild(); pid > 0 {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -265,7 +272,9 @@ type overlapWatch struct {
 	done    chan struct{}
 }
 
-func watchOverlap(t testing.TB, vip netip.Addr, hosts ...*host) *overlapWatch {
+// watchOverlap counts only hosts for which alive returns true: a killed
+// daemon cannot remove its VIP, and that is no double master.
+func watchOverlap(t testing.TB, vip netip.Addr, alive func(*host) bool, hosts ...*host) *overlapWatch {
 	w := &overlapWatch{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -280,6 +289,9 @@ func watchOverlap(t testing.TB, vip netip.Addr, hosts ...*host) *overlapWatch {
 			}
 			n := 0
 			for _, h := range hosts {
+				if !alive(h) {
+					continue
+				}
 				if ok, err := h.ns.HasAddr(vip); err == nil && ok {
 					n++
 				}
