@@ -331,3 +331,228 @@ func checkSeedModel(t *testing.T, file string, master, withScript bool) {
 		}
 	}
 }
+
+// TestSampleModels spot-checks what keepalived's samples resolve to, one
+// feature per sample.
+func TestSampleModels(t *testing.T) {
+	dir := filepath.Join(sharedDir(t), "corpus", "keepalived-samples")
+	load := func(t *testing.T, name string) *Config {
+		return loadValid(t, filepath.Join(dir, "keepalived.conf."+name), LoadOptions{Dataplane: DataplaneIPVS})
+	}
+	ap := netip.MustParseAddrPort
+	t.Run("virtual_server_group", func(t *testing.T) {
+		c := load(t, "virtual_server_group")
+		g := c.VirtualServerGroup("VSG_1")
+		if g == nil || len(g.Entries) != 6 || c.VirtualServers[0].Group != "VSG_1" {
+			t.Fatalf("group = %+v", g)
+		}
+		if e := g.Entries[3]; e.First.String() != "192.168.200.3" || e.Last.String() != "192.168.200.10" || e.Port != 80 {
+			t.Errorf("range entry = %+v", e)
+		}
+		if g.Entries[4].FWMark != 1 || g.Entries[5].FWMark != 2 {
+			t.Errorf("fwmark entries = %+v", g.Entries[4:])
+		}
+		u := c.VirtualServers[0].RealServers[0].Checkers[0].HTTP.URLs[0]
+		if u.Path != "/testurl3/test.jsp" || u.Digest != "640205b7b0fc66c1ea91c463fac6334d" || !slices.Equal(u.StatusCodes, []StatusRange{{200, 299}}) {
+			t.Errorf("url = %+v", u)
+		}
+	})
+	t.Run("status_code", func(t *testing.T) {
+		h := load(t, "status_code").VirtualServers[0].RealServers[0].Checkers[0].HTTP
+		want := []StatusRange{{200, 299}, {400, 499}, {503, 503}, {505, 505}}
+		if len(h.URLs) != 2 || !slices.Equal(h.URLs[0].StatusCodes, want) || !slices.Equal(h.URLs[1].StatusCodes, []StatusRange{{200, 200}}) {
+			t.Errorf("urls = %+v", h.URLs)
+		}
+	})
+	t.Run("SMTP_CHECK", func(t *testing.T) {
+		vs := load(t, "SMTP_CHECK").VirtualServers[0]
+		if vs.DelayLoop != 60*time.Second || len(vs.RealServers) != 3 {
+			t.Fatalf("virtual server = %+v", vs)
+		}
+		c := vs.RealServers[2].Checkers[0]
+		hosts := c.SMTP.Hosts
+		if c.SMTP.HeloName != "foo.bar.com" || c.Retry != 2 || c.DelayBeforeRetry != 5*time.Second || c.ConnectTimeout != 10*time.Second || len(hosts) != 3 {
+			t.Fatalf("SMTP_CHECK = %+v %+v", c, c.SMTP)
+		}
+		if hosts[0].Target != ap("172.16.1.12:25") || hosts[0].BindTo.String() != "172.16.1.2" ||
+			hosts[1].Target != ap("192.168.155.11:25") || hosts[2].Target != ap("64.233.167.100:587") {
+			t.Errorf("hosts = %+v", hosts)
+		}
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		vs := load(t, "IPv6").VirtualServers[0]
+		c := vs.RealServers[0].Checkers[0]
+		if vs.Family != IPv6 || vs.Key() != "[ae00::1]:80 TCP" || c.Type != SMTPCheck || c.Target != ap("[ae00::10]:25") || c.Retry != 3 {
+			t.Errorf("virtual server %s, checker %+v", vs.Key(), c)
+		}
+		if g := load(t, "IPv6").VirtualServerGroup("IPv6_group"); g == nil || g.Entries[0].Last.String() != "ae00::9" {
+			t.Errorf("group = %+v", g)
+		}
+	})
+	t.Run("misc_check_arg", func(t *testing.T) {
+		m := load(t, "misc_check_arg").VirtualServers[0].RealServers[0].Checkers[0]
+		if m.Type != MiscCheck || !slices.Equal(m.Misc.Path.Args, []string{"/usr/local/bin/script.sh", "arg1", "arg2"}) ||
+			m.Retry != 0 || m.Misc.Timeout != 6*time.Second {
+			t.Errorf("MISC_CHECK = %+v %+v", m, m.Misc.Path)
+		}
+	})
+	t.Run("quorum", func(t *testing.T) {
+		vs := load(t, "quorum").VirtualServers[0]
+		if vs.Quorum != 7 || vs.Hysteresis != 2 || !vs.Alpha || !vs.Omega || vs.LBAlgo != "wrr" ||
+			vs.PersistenceTimeout != 900*time.Second || vs.QuorumUp.Cmd != "/usr/local/sbin/quorum-up.sh" || len(vs.RealServers) != 10 {
+			t.Errorf("virtual server = %+v", vs)
+		}
+		if rs := vs.RealServers[9]; rs.Port != 8080 || rs.Checkers[0].Target != ap("10.0.0.10:80") || !rs.Alpha || !rs.Checkers[0].Alpha {
+			t.Errorf("real server = %+v", rs)
+		}
+	})
+	t.Run("fwmark", func(t *testing.T) {
+		vs := load(t, "fwmark").VirtualServers[0]
+		if vs.FWMark != 1 || vs.Key() != "fwmark 1" || vs.RealServers[0].Port != 0 || vs.RealServers[0].Checkers[0].Target != ap("192.168.201.100:80") {
+			t.Errorf("virtual server = %+v", vs)
+		}
+	})
+	t.Run("inhibit and virtualhost", func(t *testing.T) {
+		if rs := load(t, "inhibit").VirtualServers[0].RealServers[0]; !rs.InhibitOnFailure {
+			t.Errorf("inhibit_on_failure not set: %+v", rs)
+		}
+		vs := load(t, "virtualhost").VirtualServers[0]
+		if c := vs.RealServers[0].Checkers[0]; vs.VirtualHost != "www.firewall.loc" || c.Type != SSLGet || c.HTTP.VirtualHost != "www.firewall.loc" {
+			t.Errorf("virtualhost = %q, checker %+v", vs.VirtualHost, c.HTTP)
+		}
+	})
+	t.Run("PING_CHECK and UDP_CHECK", func(t *testing.T) {
+		vs := load(t, "PING_CHECK").VirtualServers[0]
+		if c := vs.RealServers[0].Checkers[0]; vs.Protocol != UDP || c.Type != PingCheck || c.Retry != 4 {
+			t.Errorf("PING_CHECK = %+v", c)
+		}
+		if c := load(t, "UDP_CHECK").VirtualServers[0].RealServers[0].Checkers[0]; c.Type != UDPCheck || c.UDP.RequireReply || c.Target != ap("192.168.200.6:1358") {
+			t.Errorf("UDP_CHECK = %+v %+v", c, c.UDP)
+		}
+	})
+	t.Run("vrrp.localcheck", func(t *testing.T) {
+		c := load(t, "vrrp.localcheck")
+		in := c.Instance("VI_1")
+		wantIf := []TrackInterface{{Name: "eth1", Weight: 2}, {Name: "eth2", Weight: -2}, {Name: "eth3"}}
+		for i, ti := range in.TrackInterfaces {
+			ti.Pos = Pos{}
+			if i >= len(wantIf) || ti != wantIf[i] {
+				t.Errorf("track_interface %d = %+v", i, ti)
+			}
+		}
+		type ws struct {
+			name string
+			w    int
+			set  bool
+		}
+		var got []ws
+		for _, ts := range in.TrackScripts {
+			got = append(got, ws{ts.Name, ts.Weight, ts.WeightSet})
+		}
+		want := []ws{{"chk_sshd", -4, false}, {"chk_haproxy", 2, true}, {"chk_http_port", -2, false}, {"chk_https_port", -2, false}, {"chk_smtp_port", -2, false}}
+		if !slices.Equal(got, want) {
+			t.Errorf("track_script = %+v, want %+v", got, want)
+		}
+		s := c.Script("chk_http_port")
+		if s.Interval != time.Second || !slices.Equal(s.Script.Args, []string{"</dev/tcp/127.0.0.1/80"}) {
+			t.Errorf("vrrp_script = %+v", s)
+		}
+		if in.VIPs[0].Prefix.String() != "192.168.200.18/25" {
+			t.Errorf("vip = %v", in.VIPs[0].Prefix)
+		}
+	})
+	t.Run("vrrp.sync", func(t *testing.T) {
+		c := load(t, "vrrp.sync")
+		g := c.SyncGroups[0]
+		if g.Name != "G1" || len(g.Instances) != 7 || !slices.Equal(g.Notify.Backup.Args, []string{"/usr/local/bin/vrrp.back", "arg1", "arg2"}) {
+			t.Errorf("sync group = %+v", g)
+		}
+		if c.Instance("VI_9").SyncGroup != "G1" || c.Instance("VI_3").SyncGroup != "G2" {
+			t.Errorf("members: VI_9 in %q, VI_3 in %q", c.Instance("VI_9").SyncGroup, c.Instance("VI_3").SyncGroup)
+		}
+	})
+	t.Run("default (vrrp_strict)", func(t *testing.T) {
+		c := load(t, "default")
+		in := c.Instances[0]
+		if !c.Global.VRRPStrict || !in.StrictMode || in.Accept || in.Auth != nil || in.State != StateBackup ||
+			!in.LowerPrioNoAdvert || in.GarpLowerPrioRepeat != 0 || !c.Global.VRRPSkipCheckAdvAddr {
+			t.Errorf("strict instance = %+v", in)
+		}
+		if len(c.VirtualServers) != 3 || c.VirtualServers[1].SorryServer.Addr.String() != "192.168.200.200" || c.VirtualServers[1].SorryServer.Port != 1358 {
+			t.Errorf("virtual servers = %+v", c.VirtualServers)
+		}
+	})
+	t.Run("vrrp labels", func(t *testing.T) {
+		vips := load(t, "vrrp").Instance("VI_1").VIPs
+		if len(vips) != 4 || vips[3].Label != "eth0:1" || vips[3].Addr().String() != "192.168.200.18" {
+			t.Errorf("vips = %+v", vips)
+		}
+	})
+}
+
+// TestTestdataModels checks the include, conditional and definition
+// testdata resolve as keepalived resolves them.
+func TestTestdataModels(t *testing.T) {
+	t.Run("include", func(t *testing.T) {
+		c := loadValid(t, "testdata/include/main.conf", LoadOptions{Strict: true})
+		wantFiles := []string{
+			"testdata/include/main.conf",
+			"testdata/include/conf.d/10-scripts.conf",
+			"testdata/include/conf.d/20-vi1.conf",
+			"testdata/include/conf.d/vi1-vips.inc",
+			"testdata/include/lvs/web.inc",
+			"testdata/include/lvs/dns.inc",
+		}
+		if !slices.Equal(c.Files, wantFiles) {
+			t.Errorf("files = %q, want %q", c.Files, wantFiles)
+		}
+		in := c.Instance("VI_1")
+		if want := (Pos{File: "testdata/include/conf.d/vi1-vips.inc", Line: 2, Col: 5}); in.VIPs[0].Pos != want || in.VIPs[0].Label != "eth0:vip" {
+			t.Errorf("vip %+v, want at %v", in.VIPs[0], want)
+		}
+		if in.TrackScripts[0].Weight != -30 || c.Script("chk_nginx").Fall != 2 {
+			t.Errorf("track_script %+v", in.TrackScripts)
+		}
+		if len(c.VirtualServers) != 2 || c.VirtualServers[0].LBAlgo != "mh" || c.VirtualServers[1].Protocol != UDP {
+			t.Errorf("virtual servers: %+v", c.VirtualServers)
+		}
+	})
+	t.Run("conditional", func(t *testing.T) {
+		for id, want := range map[string]struct {
+			router, src string
+			prio        int
+			peers       []string
+		}{
+			"main":   {"main_router", "10.1.1.1", 200, []string{"10.1.1.2"}},
+			"backup": {"backup_router", "10.1.1.2", 100, []string{"10.1.1.1"}},
+			"":       {"", "invalid IP", 100, []string{"10.1.1.1", "10.1.1.2"}},
+		} {
+			c := loadValid(t, "testdata/conditional/node.conf", LoadOptions{ConfigID: id})
+			in := c.Instances[0]
+			var peers []string
+			for _, p := range in.UnicastPeers {
+				peers = append(peers, p.Addr.String())
+			}
+			if c.Global.RouterID != want.router || in.SrcIP.String() != want.src || in.Priority != want.prio || !slices.Equal(peers, want.peers) {
+				t.Errorf("-i %q: router_id %q, src %v, priority %d, peers %q", id, c.Global.RouterID, in.SrcIP, in.Priority, peers)
+			}
+		}
+	})
+	t.Run("definitions", func(t *testing.T) {
+		c := loadValid(t, "testdata/definitions/defs.conf", LoadOptions{Strict: true})
+		var got []string
+		for _, in := range c.Instances {
+			got = append(got, fmt.Sprintf("%s %d %d %s %s", in.Name, in.VRID, in.Priority, in.Interface, in.VIPs[0].Prefix))
+		}
+		if want := []string{"VI_1 10 150 eth0 10.2.0.1/24", "VI_2 20 150 eth0 10.2.10.2/24"}; !slices.Equal(got, want) {
+			t.Errorf("instances = %q, want %q", got, want)
+		}
+		got = nil
+		for _, rs := range c.VirtualServers[0].RealServers {
+			got = append(got, fmt.Sprintf("%s:%d w%d %v", rs.Addr, rs.Port, rs.Weight, rs.Checkers[0].ConnectTimeout))
+		}
+		if want := []string{"10.2.0.11:80 w11 2s", "10.2.0.12:80 w12 2s", "10.2.0.13:80 w13 2s"}; !slices.Equal(got, want) {
+			t.Errorf("real servers = %q, want %q", got, want)
+		}
+	})
+}

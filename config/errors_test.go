@@ -248,3 +248,37 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("err = %v, want a read error", err)
 	}
 }
+
+func TestVirtualServerGroupRanges(t *testing.T) {
+	tests := []struct {
+		in          string
+		first, last string
+		n           int
+	}{
+		{"192.168.200.3-10", "192.168.200.3", "192.168.200.10", 8},
+		{"192.168.200.250-192.168.201.10", "192.168.200.250", "192.168.201.10", 17},
+		{"192.168.202.8/29", "192.168.202.8", "192.168.202.15", 8},
+		{"ae00::2-9", "ae00::2", "ae00::9", 8},
+		{"ae00::2-1f", "ae00::2", "ae00::1f", 30},
+		{"10.0.0.1", "10.0.0.1", "10.0.0.1", 1},
+	}
+	for _, tt := range tests {
+		first, last, ok := parseRange(tt.in)
+		if !ok || first.String() != tt.first || last.String() != tt.last {
+			t.Errorf("parseRange(%q) = %v, %v, %v; want %s-%s", tt.in, first, last, ok, tt.first, tt.last)
+			continue
+		}
+		n := 0
+		for range (VSGEntry{First: first, Last: last}).Addrs() {
+			n++
+		}
+		if n != tt.n {
+			t.Errorf("%s has %d addresses, want %d", tt.in, n, tt.n)
+		}
+	}
+	for _, bad := range []string{"10.0.0.9-3", "10.0.0.1-300", "10.0.0.1-::1", "fe80::1-x", "10.0.0.0/33"} {
+		if _, _, ok := parseRange(bad); ok {
+			t.Errorf("parseRange(%q) accepted", bad)
+		}
+	}
+}

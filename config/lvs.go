@@ -385,9 +385,7 @@ func (b *builder) virtualServer(n *node) {
 			continue
 		}
 		if ok {
-			if _, set := vs.Explicit[c.name()]; !set {
-				vs.Explicit.set(c.name(), c.kw.Pos)
-			}
+			vs.Explicit.set(c.name(), c.kw.Pos)
 		}
 	}
 	// sorry_server_inhibit and sorry_server_lvs_method apply wherever they
@@ -590,9 +588,7 @@ func (b *builder) realServer(n *node, vs *VirtualServer, st *vsState) *RealServe
 			continue
 		}
 		if ok {
-			if _, set := rs.Explicit[c.name()]; !set {
-				rs.Explicit.set(c.name(), c.kw.Pos)
-			}
+			rs.Explicit.set(c.name(), c.kw.Pos)
 		}
 	}
 	return rs

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"time"
 )
@@ -425,6 +426,21 @@ type VSGEntry struct {
 	// Family is set for fwmark entries written with inet/inet6.
 	Family Family `json:"family,omitempty"`
 	Pos    Pos    `json:"pos"`
+}
+
+// Addrs yields every address from First to Last (nothing for a fwmark
+// entry).
+func (e VSGEntry) Addrs() iter.Seq[netip.Addr] {
+	return func(yield func(netip.Addr) bool) {
+		if !e.First.IsValid() {
+			return
+		}
+		for a := e.First; a.IsValid() && !e.Last.Less(a); a = a.Next() {
+			if !yield(a) {
+				return
+			}
+		}
+	}
 }
 
 // LBKind is a forwarding method (lb_kind / lvs_method).
