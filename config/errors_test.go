@@ -130,6 +130,8 @@ func TestDiagnostics(t *testing.T) {
 			LoadOptions{}, []string{`t.conf:4:5: real_server 2001:db8::2 is not inet like its virtual server (only lb_kind TUN may mix families)`}},
 		{"http_get without url", vs("    real_server 192.168.2.1 80 {", "        HTTP_GET {", "            connect_timeout 3", "        }", "    }"),
 			LoadOptions{}, []string{`t.conf:5:9: HTTP_GET has no url block (want url { path /... })`}},
+		{"misc_check without path", vs("    real_server 192.168.2.1 80 {", "        MISC_CHECK {", "            user nobody", "        }", "    }"),
+			LoadOptions{}, []string{`t.conf:5:9: MISC_CHECK has no misc_path (want misc_path /path/to/script)`}},
 		{"digest", vs("    real_server 192.168.2.1 80 {", "        HTTP_GET {", "            url {", "                path /", "                digest xyz", "            }", "        }", "    }"),
 			LoadOptions{}, []string{`t.conf:8:24: invalid digest "xyz" (want an MD5 digest, 32 hex digits (genhash prints it))`}},
 		{"status_code", vs("    real_server 192.168.2.1 80 {", "        HTTP_GET {", "            url {", "                path /", "                status_code 200-99", "            }", "        }", "    }"),

@@ -255,7 +255,7 @@ func (lx *lexer) run() {
 				continue
 			}
 			for i, v := range s.vars {
-				lx.defs[v] = &definition{name: v, lines: []string{v2s(vals, i)}}
+				lx.defs[v] = &definition{name: v, lines: []string{valueAt(vals, i)}}
 			}
 			lx.logical(s.text)
 		case *includeSource:
@@ -271,7 +271,8 @@ func (lx *lexer) run() {
 	lx.endDefinition()
 }
 
-func v2s(vals []string, i int) string {
+// valueAt returns vals[i], or "" for a variable a ~LST set leaves out.
+func valueAt(vals []string, i int) string {
 	if i < len(vals) {
 		return vals[i]
 	}

@@ -682,7 +682,7 @@ func (b *builder) checker(n *node, typ CheckerType) *Checker {
 	if chk.HTTP != nil && len(chk.HTTP.URLs) == 0 {
 		b.d.errorf(n.kw.Pos, "%s has no url block (want url { path /... })", typ)
 	}
-	if chk.Misc != nil && chk.Misc.Path == nil {
+	if chk.Misc != nil && (chk.Misc.Path == nil || chk.Misc.Path.Cmd == "") {
 		b.d.errorf(n.kw.Pos, "MISC_CHECK has no misc_path (want misc_path /path/to/script)")
 	}
 	return chk
@@ -872,9 +872,11 @@ func (b *builder) miscOption(c *node, m *MiscCheckConfig, where string) bool {
 		}
 		user, group := splitUserGroup(c.args)
 		if m.Path == nil {
-			m.Path = &Command{}
+			// misc_path may come later; it keeps the user.
+			m.Path = &Command{Pos: c.kw.Pos}
 		}
 		m.Path.User, m.Path.Group = user, group
+		b.extra(c, 2)
 	default:
 		b.other(c, where, nil)
 		return false
