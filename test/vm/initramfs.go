@@ -14,6 +14,7 @@ import (
 // VM runs it.
 type testBinary struct {
 	Name string // file name in /xkeep/tests, e.g. ipvs.test
+	ID   string // names this run in the markers: Name, or Name#round
 	Pkg  string // import path, for the report
 	Dir  string // package directory relative to the repository root
 	Path string // on the host
@@ -64,9 +65,9 @@ set -a
 . {{.EnvFile}}
 set +a
 {{range .Tests}}
-echo "{{$.Marker}}{{$.Run}} {{.Name}} {{.Pkg}}"
+echo "{{$.Marker}}{{$.Run}} {{.ID}} {{.Pkg}}"
 cd {{$.Sources}}/{{.Dir}} && {{$.TestDir}}/{{.Name}}{{range .Args}} '{{.}}'{{end}}
-echo "{{$.Marker}}{{$.Result}} {{.Name}} $? $(cut -d' ' -f1 /proc/uptime)"
+echo "{{$.Marker}}{{$.Result}} {{.ID}} $? $(cut -d' ' -f1 /proc/uptime)"
 {{end}}
 echo "{{.Marker}}{{.Done}}"
 poweroff -f
@@ -118,7 +119,12 @@ func writeInitramfs(path string, spec initramfsSpec) error {
 		return fmt.Errorf("add modules: %w", err)
 	}
 
+	added := map[string]bool{}
 	for _, t := range spec.Tests {
+		if added[t.Name] {
+			continue // another round of a binary added already
+		}
+		added[t.Name] = true
 		c.CopyFile(guestTests+"/"+t.Name, t.Path)
 		src := filepath.Join(spec.RepoRoot, t.Dir)
 		c.Dir(guestSources+"/"+t.Dir, 0o755)

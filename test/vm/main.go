@@ -85,7 +85,7 @@ func main() {
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run)")
 	flag.StringVar(&o.benchRe, "benchre", ".", "with -bench: benchmarks to run (go test -bench)")
 	flag.StringVar(&o.benchTime, "benchtime", "1x", "with -bench: go test -benchtime")
-	flag.IntVar(&o.benchCount, "benchcount", 3, "with -bench: go test -count; rows are reported as medians")
+	flag.IntVar(&o.benchCount, "benchcount", 3, "with -bench: rounds of every benchmark binary, in turns; rows are reported as medians")
 	flag.DurationVar(&o.timeout, "timeout", 0, "give up on the VM after this long (default 10m, 20m with -bench)")
 	flag.DurationVar(&o.testTimeout, "test-timeout", 5*time.Minute, "per test binary (go test -timeout)")
 	flag.StringVar(&o.cache, "cache", "", "cache directory (default $XKEEP_VM_CACHE, /var/cache/xkeep-vm as root, else the user cache)")
@@ -195,8 +195,7 @@ func runOnce(ctx context.Context, o options) (int, error) {
 	}
 	args := []string{"-test.v", "-test.timeout=" + o.testTimeout.String()}
 	if o.bench {
-		args = append(args, "-test.run=^$", "-test.bench="+o.benchRe, "-test.benchtime="+o.benchTime,
-			"-test.count="+strconv.Itoa(o.benchCount))
+		args = append(args, "-test.run=^$", "-test.bench="+o.benchRe, "-test.benchtime="+o.benchTime)
 	} else if o.run != "" {
 		args = append(args, "-test.run="+o.run)
 	}
@@ -211,6 +210,20 @@ func runOnce(ctx context.Context, o options) (int, error) {
 	}
 	if len(tests) == 0 {
 		return exitVMFail, fmt.Errorf("none of %s has tests", strings.Join(pkgs, ", "))
+	}
+	binaries := len(tests)
+	if o.bench && o.benchCount > 1 {
+		// Whole runs of the binaries in turns (go test -count would run
+		// each sub-benchmark N times in a row): ipvs, xdp, ipvs, xdp, ...
+		// so a busy host weighs on every row alike.
+		var rounds []testBinary
+		for i := 1; i <= o.benchCount; i++ {
+			for _, t := range tests {
+				t.ID = fmt.Sprintf("%s#%d", t.Name, i)
+				rounds = append(rounds, t)
+			}
+		}
+		tests = rounds
 	}
 
 	env := map[string]string{
@@ -238,8 +251,8 @@ func runOnce(ctx context.Context, o options) (int, error) {
 	if st, err := os.Stat(initrd); err == nil {
 		size = st.Size()
 	}
-	logf("prepared in %.1fs: kernel %s (%s), %d test binaries, initramfs %d MiB, cache %s",
-		time.Since(prepStart).Seconds(), release, kpkg.Version, len(tests), size>>20, cache)
+	logf("prepared in %.1fs: kernel %s (%s), %d test binaries (%d runs), initramfs %d MiB, cache %s",
+		time.Since(prepStart).Seconds(), release, kpkg.Version, binaries, len(tests), size>>20, cache)
 
 	console := filepath.Join(tmp, "console.log")
 	rep, err := runVM(ctx, vmConfig{
@@ -286,22 +299,22 @@ func summarize(rep *vmReport, tests []testBinary, o options, console string) int
 	}
 	seen := map[string]*pkgResult{}
 	for _, r := range rep.Results {
-		seen[r.Name] = r
+		seen[r.Name] = r // the marker's ID
 	}
 	fmt.Printf("vm: results on %s:\n", rep.Release)
 	for _, t := range tests {
-		r := seen[t.Name]
+		r := seen[t.ID]
 		switch {
 		case r == nil:
-			fmt.Printf("vm:   MISSING %s (never started)\n", t.Pkg)
+			fmt.Printf("vm:   MISSING %s (never started)\n", runLabel(t.ID, t.Pkg))
 			code = exitVMFail
 		case r.Status != 0:
-			fmt.Printf("vm:   %s %s (exit %d, %.1fs)\n", statusWord(r.Status), t.Pkg, r.Status, r.Duration.Seconds())
+			fmt.Printf("vm:   %s %s (exit %d, %.1fs)\n", statusWord(r.Status), runLabel(t.ID, t.Pkg), r.Status, r.Duration.Seconds())
 			if code == exitOK {
 				code = exitTestsFail
 			}
 		default:
-			fmt.Printf("vm:   ok   %s (%.1fs)\n", t.Pkg, r.Duration.Seconds())
+			fmt.Printf("vm:   ok   %s (%.1fs)\n", runLabel(t.ID, t.Pkg), r.Duration.Seconds())
 		}
 	}
 	return code
@@ -344,7 +357,7 @@ func buildTests(ctx context.Context, root, dir string, pkgs, args []string) ([]t
 		}
 		names[name] = f[0]
 		tests = append(tests, testBinary{
-			Name: name, Pkg: f[0], Dir: filepath.ToSlash(rel),
+			Name: name, ID: name, Pkg: f[0], Dir: filepath.ToSlash(rel),
 			Path: filepath.Join(dir, name), Args: args,
 		})
 		build = append(build, f[0])

@@ -156,20 +156,29 @@ func readResults(r io.Reader, out io.Writer, start time.Time) *vmReport {
 			}
 			curStart = time.Now()
 			rep.Results = append(rep.Results, cur)
-			fmt.Fprintf(out, "vm: running %s\n", cur.Pkg)
+			fmt.Fprintf(out, "vm: running %s\n", runLabel(cur.Name, cur.Pkg))
 		case markResult:
 			if cur == nil || len(f) < 3 {
 				continue
 			}
 			cur.Status, _ = strconv.Atoi(f[2])
 			cur.Duration = time.Since(curStart)
-			fmt.Fprintf(out, "vm: %s %s (%.1fs)\n", statusWord(cur.Status), cur.Pkg, cur.Duration.Seconds())
+			fmt.Fprintf(out, "vm: %s %s (%.1fs)\n", statusWord(cur.Status), runLabel(cur.Name, cur.Pkg), cur.Duration.Seconds())
 			cur = nil
 		case markDone:
 			rep.Done = true
 		}
 	}
 	return rep
+}
+
+// runLabel names a run in the report: the package, and the round when a
+// binary runs several times (ID name#round).
+func runLabel(id, pkg string) string {
+	if _, round, ok := strings.Cut(id, "#"); ok {
+		return pkg + " (round " + round + ")"
+	}
+	return pkg
 }
 
 func statusWord(status int) string {

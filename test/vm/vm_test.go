@@ -150,3 +150,77 @@ func TestParseBenchRates(t *testing.T) {
 		t.Errorf("no ratio in:\n%s", out.String())
 	}
 }
+
+func TestInitramfsRunsEachRoundAndHoldsEachBinaryOnce(t *testing.T) {
+	cpio, err := exec.LookPath("cpio")
+	if err != nil {
+		if testnet.InCI() {
+			t.Fatalf("cpio not installed (test/deps.sh installs it): %v", err)
+		}
+		t.Skipf("skipped: the cpio tool, used to read the archive back, is not installed: %v", err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"busybox", "x.test", "mods/lib/modules/6.1/kernel/a.ko", "mods/.staged", "repo/pkg/testdata/in.txt"} {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := testBinary{Name: "x.test", Pkg: "example.com/pkg", Dir: "pkg", Path: filepath.Join(dir, "x.test"), Args: []string{"-test.v", "-test.run=^$"}}
+	var runs []testBinary
+	for _, id := range []string{"x.test#1", "x.test#2"} {
+		r := bin
+		r.ID = id
+		runs = append(runs, r)
+	}
+	img := filepath.Join(dir, "initramfs.cpio")
+	err = writeInitramfs(img, initramfsSpec{
+		Busybox: filepath.Join(dir, "busybox"), Modules: filepath.Join(dir, "mods"), Load: []string{"ip_vs", "veth"},
+		Tests: runs, RepoRoot: filepath.Join(dir, "repo"), Env: map[string]string{"XKEEP_VM": "1", "Q": "it's"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(cpio, "-id", "--quiet", "--no-absolute-filenames")
+	cmd.Dir, cmd.Stdin = out, f
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -i: %v\n%s", err, b)
+	}
+	for _, want := range []string{"init", "bin/busybox", "xkeep/tests/x.test", "lib/modules/6.1/kernel/a.ko", "xkeep/src/pkg/testdata/in.txt", "etc/xkeep-vm.env"} {
+		if _, err := os.Stat(filepath.Join(out, want)); err != nil {
+			t.Errorf("archive lacks %s: %v", want, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, ".staged")); err == nil {
+		t.Error("the cache's stamp file went into the archive")
+	}
+	init, _ := os.ReadFile(filepath.Join(out, "init"))
+	for _, want := range []string{
+		"modprobe -a ip_vs veth",
+		"mount -t bpf", "ln -s /run /var/run",
+		`echo "@@xkeep-vm run x.test#1 example.com/pkg"`,
+		`cd /xkeep/src/pkg && /xkeep/tests/x.test '-test.v' '-test.run=^$'`,
+		`echo "@@xkeep-vm result x.test#2 $?`,
+		`echo "@@xkeep-vm done"`,
+	} {
+		if !strings.Contains(string(init), want) {
+			t.Errorf("init lacks %q:\n%s", want, init)
+		}
+	}
+	env, _ := os.ReadFile(filepath.Join(out, "etc/xkeep-vm.env"))
+	if string(env) != "Q='it'\\''s'\nXKEEP_VM='1'\n" {
+		t.Errorf("env file %q", env)
+	}
+}
