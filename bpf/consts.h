@@ -20,6 +20,10 @@
 #define MAX_TX_PORTS 64
 #endif
 
+/* The VIP prefilter: one bit per value of a 16-bit fold of the destination
+ * address, in 64-bit words. */
+#define VIP_FILTER_WORDS 1024
+
 /* Parsing bounds: extension headers skipped before giving up on an IPv6
  * packet, and how many entries a least-connection choice compares. */
 #ifndef MAX_IPV6_EXT_HDRS
@@ -29,19 +33,12 @@
 #define LC_SCAN_MAX 32
 #endif
 
-/* A flow's or persistence entry's last-seen time is rewritten at most this
- * often, so the hit path does not write to a shared cache line per packet.
- * Idle timeouts are therefore exact to within this much. */
-#ifndef REFRESH_NS
-#define REFRESH_NS 1000000000ULL
-#endif
 
 /* Seed of the scheduling hash. */
 #ifndef HASH_SEED
 #define HASH_SEED 0x6b656570u /* "keep" */
 #endif
 
-#define NS_PER_SEC 1000000000ULL
 #define NO_BACKEND 0xffffffffu
 
 /* Address families as stored in keys (AF_INET, AF_INET6). */

@@ -51,11 +51,25 @@ static __always_inline __u32 hash_client(const __be32 addr[4], __u32 port)
 	return c;
 }
 
-/* now_ns is the program clock: the kernel's coarse monotonic clock (the one
- * CLOCK_MONOTONIC_COARSE reads), plus the offset tests use to move time. */
-static __always_inline __u64 now_ns(void)
+/* maybe_vip reads the VIP prefilter: false means dst is no service's. The
+ * fold: XOR of the address words, then of the word's two halves (the same
+ * in Go's vipFilterBit). */
+static __always_inline int maybe_vip(const __be32 dst[4])
 {
-	return bpf_ktime_get_coarse_ns() + cfg.clock_offset;
+	__u32 w = dst[0] ^ dst[1] ^ dst[2] ^ dst[3];
+	__u32 bit = (w ^ (w >> 16)) & 0xffff;
+	__u32 word = bit >> 6;
+	__u64 *v = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return v && (*v >> (bit & 63)) & 1;
+}
+
+/* clock_now is the program clock: jiffies (the verifier inlines bpf_jiffies64 to
+ * one load, where bpf_ktime_get_coarse_ns costs ~18 ns a packet), plus the
+ * offset tests use to move time. Timeouts are exact to a tick (1/HZ). */
+static __always_inline __u64 clock_now(void)
+{
+	return bpf_jiffies64() + cfg.clock_offset;
 }
 
 static __always_inline void count(__u32 idx)
@@ -96,6 +110,32 @@ static __always_inline void count_backend(__u32 id, __u64 bytes, int new_flow)
 	s->bytes += bytes;
 	if (new_flow)
 		s->new_flows++;
+}
+
+/* flow_lookup and flow_update use the flow table of the packet's family. */
+static __always_inline struct flow *flow_lookup(const struct flow_key *k)
+{
+	if (k->family == FAMILY_V4) {
+		struct flow_key4 k4 = {
+			.src = k->src[0], .dst = k->dst[0], .sport = k->sport, .dport = k->dport, .proto = k->proto,
+		};
+
+		return bpf_map_lookup_elem(&flows4, &k4);
+	}
+	return bpf_map_lookup_elem(&flows6, k);
+}
+
+static __always_inline void flow_update(const struct flow_key *k, const struct flow *f)
+{
+	if (k->family == FAMILY_V4) {
+		struct flow_key4 k4 = {
+			.src = k->src[0], .dst = k->dst[0], .sport = k->sport, .dport = k->dport, .proto = k->proto,
+		};
+
+		bpf_map_update_elem(&flows4, &k4, f, BPF_ANY);
+		return;
+	}
+	bpf_map_update_elem(&flows6, k, f, BPF_ANY);
 }
 
 static __always_inline void add_conns(__u32 id, __s64 delta)

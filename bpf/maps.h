@@ -8,6 +8,17 @@
 #include "consts.h"
 #include "structs.h"
 
+/* The VIP prefilter: bit fold16(dst) is set for every service address, so
+ * most frames that are not for a VIP pass after one array read instead of
+ * hash lookups. A set bit only means "maybe a VIP". */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vip_filter SEC(".maps");
+
 /* Services by VIP:port/protocol, served or not (SVC_F_SERVED says). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -79,9 +90,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } backend_conns SEC(".maps");
 
-/* Flow table: 5-tuple to backend. One shared table (a flow may arrive on
- * any CPU, and rr must not reschedule it), with per-CPU LRU lists
- * (BPF_F_NO_COMMON_LRU) so inserts on different CPUs do not contend. */
+/* Flow tables, IPv4 and IPv6: 5-tuple to backend. Shared, not per-CPU (a
+ * flow may arrive on any CPU, and rr must not reschedule it), with per-CPU
+ * LRU lists (BPF_F_NO_COMMON_LRU) so inserts on different CPUs do not
+ * contend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FLOW_TABLE_SIZE);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct flow_key4);
+	__type(value, struct flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FLOW_TABLE_SIZE);
@@ -89,7 +110,7 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct flow);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} flows SEC(".maps");
+} flows6 SEC(".maps");
 
 /* Persistence: service and client prefix to backend, like IPVS templates. */
 struct {

@@ -136,13 +136,13 @@ static __always_inline void persist_key_of(const struct service *svc, const stru
 		pk->addr[i] = pkt->key.src[i] & svc->persist_mask[i];
 }
 
-/* usable returns the backend behind id if it still forwards and is the one
- * the entry was made for (same generation). */
+/* usable returns the backend behind id if it still forwards, its service
+ * is served, and it is the one the entry was made for (same generation). */
 static __always_inline struct backend *usable(__u32 id, __u32 gen)
 {
 	struct backend *be = bpf_map_lookup_elem(&backends, &id);
 
-	if (!be || be->gen != gen || !(be->flags & BE_F_FORWARD))
+	if (!be || be->gen != gen || (be->flags & (BE_F_FORWARD | BE_F_SERVED)) != (BE_F_FORWARD | BE_F_SERVED))
 		return 0;
 	return be;
 }
@@ -156,7 +156,7 @@ static __always_inline __u32 persisted(const struct service *svc, const struct p
 
 	if (!p)
 		return NO_BACKEND;
-	if (now - p->last_seen > (__u64)svc->persist_timeout * NS_PER_SEC)
+	if (now - p->last_seen > (__u64)svc->persist_timeout * cfg.hz)
 		return NO_BACKEND;
 	if (!usable(p->backend, p->gen))
 		return NO_BACKEND;

@@ -60,6 +60,8 @@ enum backend_flags {
 	BE_F_ALLOCATED = 0x01, /* id in use by the control plane */
 	BE_F_FORWARD = 0x02,   /* flows may use it (up or draining, MAC known) */
 	BE_F_LOCAL = 0x04,     /* this host: pass to the local stack */
+	BE_F_SERVED = 0x08,    /* its service's VIP is served here: the flow-table
+				* hit path checks this instead of the service */
 };
 
 /* flow.flags */
@@ -118,7 +120,7 @@ struct backend {
 	__u8 pad;
 };
 
-/* flows key: a connection's 5-tuple as the client sent it. */
+/* A connection's 5-tuple as the client sent it; the key of flows6. */
 struct flow_key {
 	__be32 src[4];
 	__be32 dst[4];
@@ -129,8 +131,19 @@ struct flow_key {
 	__u16 pad;
 };
 
+/* The key of flows4: the same 5-tuple for IPv4, in 16 bytes instead of 40
+ * (a shorter key hashes and compares faster on the hit path). */
+struct flow_key4 {
+	__be32 src;
+	__be32 dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 struct flow {
-	__u64 last_seen; /* program clock, ns; refreshed every REFRESH_NS */
+	__u64 last_seen; /* program clock (jiffies); rewritten at most once a second */
 	__u32 backend;
 	__u32 gen;       /* backend's gen when scheduled: a mismatch reschedules */
 	__u32 flags;     /* FLOW_F_* */
@@ -164,12 +177,14 @@ struct service_counters {
 	__u64 new_flows;
 };
 
-/* Settings the control plane writes into the program's .bss. */
+/* Settings the control plane writes into the program's .bss. Times are
+ * in ticks of the program clock (jiffies). */
 struct config {
 	/* Added to the kernel's clock. Always 0 in production; tests move the
 	 * program's time forward with it to expire flows and persistence. */
 	__u64 clock_offset;
-	__u64 tcp_timeout; /* flow idle timeout, ns */
+	__u64 hz;          /* ticks per second (the kernel's HZ) */
+	__u64 tcp_timeout; /* flow idle timeout */
 	__u64 udp_timeout; /* also SCTP */
 	__u32 flags;       /* CFG_F_* */
 	__u32 pad;

@@ -41,18 +41,26 @@ static __always_inline struct service *find_service(const struct packet *pkt)
 	return svc;
 }
 
-/* send hands the frame to backend id: the local stack when the backend is
+/* target is where a frame goes: a backend that may take it. */
+struct target {
+	struct backend *be;
+	__u32 id;
+	__u32 svc;
+	__u32 new_flow;
+};
+
+/* send hands the frame to its target: the local stack when the backend is
  * this host, else out of the egress interface with the MACs rewritten. */
-static __always_inline int send(struct xdp_md *ctx, const struct packet *pkt,
-				const struct backend *be, __u32 id, __u32 svc, int new_flow)
+static __always_inline int send(struct xdp_md *ctx, const struct packet *pkt, const struct target *t)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	const struct backend *be = t->be;
 	struct ethhdr *eth = data;
 
 	if (be->flags & BE_F_LOCAL) {
-		count_service(svc, pkt->len, new_flow);
-		count_backend(id, pkt->len, new_flow);
+		count_service(t->svc, pkt->len, t->new_flow);
+		count_backend(t->id, pkt->len, t->new_flow);
 		return verdict(XDP_PASS, STAT_PASS_LOCAL_BACKEND);
 	}
 	if ((void *)(eth + 1) > data_end)
@@ -67,8 +75,8 @@ static __always_inline int send(struct xdp_md *ctx, const struct packet *pkt,
 			return verdict(XDP_PASS, STAT_PASS_TRUNCATED_ETH);
 		vh->tci = bpf_htons((bpf_ntohs(vh->tci) & ~VLAN_VID_MASK) | be->vlan);
 	}
-	count_service(svc, pkt->len, new_flow);
-	count_backend(id, pkt->len, new_flow);
+	count_service(t->svc, pkt->len, t->new_flow);
+	count_backend(t->id, pkt->len, t->new_flow);
 	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, be->src_mac, ETH_ALEN);
 	if (be->ifindex == ctx->ingress_ifindex) {
@@ -94,44 +102,41 @@ static __always_inline int reopened(const struct flow *f, const struct packet *p
 	return (f->flags & FLOW_F_CLOSING) && (pkt->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 }
 
-static __always_inline void refresh_persistence(const struct service *svc, const struct packet *pkt,
-						__u32 id, __u64 now)
+static __always_inline void refresh_persistence(const struct packet *pkt, __u32 id, __u64 now)
 {
 	struct persist_key pk = {};
+	struct service *svc;
 	struct persist *p;
 
+	svc = find_service(pkt);
+	if (!svc || !svc->persist_timeout)
+		return;
 	persist_key_of(svc, pkt, &pk);
 	p = bpf_map_lookup_elem(&persistence, &pk);
 	if (p && p->backend == id)
 		p->last_seen = now;
 }
 
-/* target is where a frame goes: a backend that may take it. */
-struct target {
-	struct backend *be;
-	__u32 id;
-	__u32 new_flow;
-};
-
-/* flow_target finds the frame's flow, or schedules a new one. It returns 0
- * with t filled, or the reason to pass the frame to the stack. */
-static __always_inline __u32 flow_target(const struct service *svc, const struct packet *pkt,
-					 struct target *t)
+/* flow_target finds the frame's flow, or schedules a new one. The hit path
+ * reads the flow and its backend only; the service is looked up when the
+ * flow is new or stale. It returns 0 with t filled, or the reason to pass
+ * the frame to the stack. */
+static __always_inline __u32 flow_target(const struct packet *pkt, struct target *t)
 {
 	struct persist_key pk = {};
 	struct flow *f, nf = {};
+	struct service *svc;
 	struct backend *be;
-	__u64 now = now_ns();
+	__u64 now = clock_now();
 	__u32 id = NO_BACKEND;
 
-	f = bpf_map_lookup_elem(&flows, &pkt->key);
+	f = flow_lookup(&pkt->key);
 	if (f) {
 		be = usable(f->backend, f->gen);
 		if (be && !flow_expired(f, pkt, now) && !reopened(f, pkt)) {
-			if (now - f->last_seen > REFRESH_NS) {
+			if (now - f->last_seen >= cfg.hz) {
 				f->last_seen = now;
-				if (svc->persist_timeout)
-					refresh_persistence(svc, pkt, f->backend, now);
+				refresh_persistence(pkt, f->backend, now);
 			}
 			if ((pkt->tcp_flags & (TCP_FIN | TCP_RST)) && !(f->flags & FLOW_F_CLOSING)) {
 				f->flags |= FLOW_F_CLOSING;
@@ -140,15 +145,24 @@ static __always_inline __u32 flow_target(const struct service *svc, const struct
 			count(STAT_FLOW_HIT);
 			t->be = be;
 			t->id = f->backend;
+			t->svc = be->service;
 			return 0;
 		}
+	}
+
+	svc = find_service(pkt);
+	if (!svc)
+		return STAT_PASS_NOT_SERVICE;
+	if (!(svc->flags & SVC_F_SERVED))
+		return STAT_PASS_NOT_SERVED; /* the flow stays for when it is served again */
+	if (f) {
 		/* Stale: take it off its backend's active count if it still
 		 * counted there, then schedule the packet as a new flow. */
 		struct backend *old = bpf_map_lookup_elem(&backends, &f->backend);
 
 		if (old && old->gen == f->gen && !(f->flags & FLOW_F_CLOSING))
 			add_conns(f->backend, -1);
-		count(be ? STAT_FLOW_EXPIRED : STAT_FLOW_RESCHEDULED);
+		count(usable(f->backend, f->gen) ? STAT_FLOW_EXPIRED : STAT_FLOW_RESCHEDULED);
 	}
 
 	if (svc->persist_timeout) {
@@ -170,7 +184,7 @@ static __always_inline __u32 flow_target(const struct service *svc, const struct
 		nf.flags = FLOW_F_CLOSING;
 	else
 		add_conns(id, 1);
-	bpf_map_update_elem(&flows, &pkt->key, &nf, BPF_ANY);
+	flow_update(&pkt->key, &nf);
 	if (svc->persist_timeout) {
 		struct persist p = {.last_seen = now, .backend = id, .gen = be->gen};
 
@@ -179,6 +193,7 @@ static __always_inline __u32 flow_target(const struct service *svc, const struct
 	count(STAT_FLOW_NEW);
 	t->be = be;
 	t->id = id;
+	t->svc = svc->id;
 	t->new_flow = 1;
 	return 0;
 }
@@ -195,7 +210,7 @@ static __always_inline __u32 fragment_target(const struct service *svc, const st
 
 	if (svc->persist_timeout) {
 		persist_key_of(svc, pkt, &pk);
-		id = persisted(svc, &pk, now_ns());
+		id = persisted(svc, &pk, clock_now());
 	}
 	if (id == NO_BACKEND)
 		id = schedule(svc, pkt);
@@ -205,6 +220,7 @@ static __always_inline __u32 fragment_target(const struct service *svc, const st
 	count(STAT_FRAGMENT);
 	t->be = be;
 	t->id = id;
+	t->svc = svc->id;
 	return 0;
 }
 
@@ -219,12 +235,12 @@ static __always_inline __u32 icmp_target(const struct service *svc, const struct
 	struct flow *f;
 	__u32 id = NO_BACKEND;
 
-	f = bpf_map_lookup_elem(&flows, &pkt->key);
+	f = flow_lookup(&pkt->key);
 	if (f && usable(f->backend, f->gen))
 		id = f->backend;
 	if (id == NO_BACKEND && svc->persist_timeout) {
 		persist_key_of(svc, pkt, &pk);
-		id = persisted(svc, &pk, now_ns());
+		id = persisted(svc, &pk, clock_now());
 	}
 	/* Hash schedulers give the same answer the flow got. */
 	if (id == NO_BACKEND && (svc->sched == SCHED_SH || svc->sched == SCHED_MH))
@@ -236,6 +252,7 @@ static __always_inline __u32 icmp_target(const struct service *svc, const struct
 	count(STAT_ICMP_FORWARDED);
 	t->be = be;
 	t->id = id;
+	t->svc = svc->id;
 	return 0;
 }
 
@@ -254,18 +271,22 @@ int xdp_balancer(struct xdp_md *ctx)
 		return verdict(XDP_PASS, reason);
 	pkt.len = data_end - data;
 
-	svc = find_service(&pkt);
-	if (!svc)
-		return verdict(XDP_PASS, STAT_PASS_NOT_SERVICE);
-	if (!(svc->flags & SVC_F_SERVED))
-		return verdict(XDP_PASS, STAT_PASS_NOT_SERVED);
-	if (pkt.fragment)
-		reason = fragment_target(svc, &pkt, &t);
-	else if (pkt.icmp_error)
-		reason = icmp_target(svc, &pkt, &t);
-	else
-		reason = flow_target(svc, &pkt, &t);
+	if (pkt.fragment || pkt.icmp_error) {
+		svc = find_service(&pkt);
+		if (!svc)
+			return verdict(XDP_PASS, STAT_PASS_NOT_SERVICE);
+		if (!(svc->flags & SVC_F_SERVED))
+			return verdict(XDP_PASS, STAT_PASS_NOT_SERVED);
+		if (pkt.fragment)
+			reason = fragment_target(svc, &pkt, &t);
+		else
+			reason = icmp_target(svc, &pkt, &t);
+	} else {
+		if (!maybe_vip(pkt.key.dst))
+			return verdict(XDP_PASS, STAT_PASS_NOT_SERVICE);
+		reason = flow_target(&pkt, &t);
+	}
 	if (reason || !t.be)
 		return verdict(XDP_PASS, reason ? reason : STAT_PASS_NO_BACKEND);
-	return send(ctx, &pkt, t.be, t.id, svc->id, t.new_flow);
+	return send(ctx, &pkt, &t);
 }

@@ -84,6 +84,19 @@ func (d *Dataplane) adopt() error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read fragment services: %w", err)
 	}
+	var (
+		word uint32
+		bits uint64
+	)
+	it = d.objs.VipFilter.Iterate()
+	for it.Next(&word, &bits) {
+		if int(word) < len(d.filter) {
+			d.filter[word] = bits
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read vip prefilter: %w", err)
+	}
 	var port, target uint32
 	it = d.objs.TxPorts.Iterate()
 	for it.Next(&port, &target) {

@@ -321,7 +321,7 @@ func TestSweepExpiresFlowsAndRecountsActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.wantActive(vip4, map[string]uint64{"10.0.0.11": 0, "10.0.0.12": 0, "10.0.0.13": 2})
-	if n := mapLen(t, e.dp.objs.Flows); n != 2 {
+	if n := mapLen(t, e.dp.objs.Flows4); n != 2 {
 		t.Errorf("%d flows left after the sweep, want the 2 TCP ones", n)
 	}
 	if n := mapLen(t, e.dp.objs.Persistence); n != 1 {
@@ -333,7 +333,7 @@ func TestSweepExpiresFlowsAndRecountsActive(t *testing.T) {
 	if err := e.dp.Sweep(); err != nil {
 		t.Fatal(err)
 	}
-	if n, p := mapLen(t, e.dp.objs.Flows), mapLen(t, e.dp.objs.Persistence); n != 0 || p != 0 {
+	if n, p := mapLen(t, e.dp.objs.Flows4), mapLen(t, e.dp.objs.Persistence); n != 0 || p != 0 {
 		t.Errorf("after 105 s: %d flows and %d persistence entries left, want none", n, p)
 	}
 	e.wantActive(vip4, map[string]uint64{"10.0.0.13": 0})

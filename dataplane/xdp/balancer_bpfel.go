@@ -42,11 +42,13 @@ const (
 	balancerBackendFlagsBE_F_ALLOCATED balancerBackendFlags = 1
 	balancerBackendFlagsBE_F_FORWARD   balancerBackendFlags = 2
 	balancerBackendFlagsBE_F_LOCAL     balancerBackendFlags = 4
+	balancerBackendFlagsBE_F_SERVED    balancerBackendFlags = 8
 )
 
 type balancerConfig struct {
 	_           structs.HostLayout
 	ClockOffset uint64
+	Hz          uint64
 	TcpTimeout  uint64
 	UdpTimeout  uint64
 	Flags       uint32
@@ -83,6 +85,16 @@ type balancerFlowKey struct {
 	Proto  uint8
 	Family uint8
 	Pad    uint16
+}
+
+type balancerFlowKey4 struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type balancerFragKey struct {
@@ -202,7 +214,8 @@ const (
 	balancerMapBackendConns       = "backend_conns"
 	balancerMapBackendStats       = "backend_stats"
 	balancerMapBackends           = "backends"
-	balancerMapFlows              = "flows"
+	balancerMapFlows4             = "flows4"
+	balancerMapFlows6             = "flows6"
 	balancerMapFragServices       = "frag_services"
 	balancerMapGlobalStats        = "global_stats"
 	balancerMapPersistence        = "persistence"
@@ -211,6 +224,7 @@ const (
 	balancerMapServiceStats       = "service_stats"
 	balancerMapServices           = "services"
 	balancerMapTxPorts            = "tx_ports"
+	balancerMapVipFilter          = "vip_filter"
 	balancerProgXdpBalancer       = "xdp_balancer"
 	balancerVarCfg                = "cfg"
 	balancerVarUnusedBackendFlags = "unused_backend_flags"
@@ -273,7 +287,8 @@ type balancerMapSpecs struct {
 	BackendConns *ebpf.MapSpec `ebpf:"backend_conns"`
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	Flows        *ebpf.MapSpec `ebpf:"flows"`
+	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
+	Flows6       *ebpf.MapSpec `ebpf:"flows6"`
 	FragServices *ebpf.MapSpec `ebpf:"frag_services"`
 	GlobalStats  *ebpf.MapSpec `ebpf:"global_stats"`
 	Persistence  *ebpf.MapSpec `ebpf:"persistence"`
@@ -282,6 +297,7 @@ type balancerMapSpecs struct {
 	ServiceStats *ebpf.MapSpec `ebpf:"service_stats"`
 	Services     *ebpf.MapSpec `ebpf:"services"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VipFilter    *ebpf.MapSpec `ebpf:"vip_filter"`
 }
 
 // balancerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -320,7 +336,8 @@ type balancerMaps struct {
 	BackendConns *ebpf.Map `ebpf:"backend_conns"`
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
-	Flows        *ebpf.Map `ebpf:"flows"`
+	Flows4       *ebpf.Map `ebpf:"flows4"`
+	Flows6       *ebpf.Map `ebpf:"flows6"`
 	FragServices *ebpf.Map `ebpf:"frag_services"`
 	GlobalStats  *ebpf.Map `ebpf:"global_stats"`
 	Persistence  *ebpf.Map `ebpf:"persistence"`
@@ -329,6 +346,7 @@ type balancerMaps struct {
 	ServiceStats *ebpf.Map `ebpf:"service_stats"`
 	Services     *ebpf.Map `ebpf:"services"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VipFilter    *ebpf.Map `ebpf:"vip_filter"`
 }
 
 func (m *balancerMaps) Close() error {
@@ -336,7 +354,8 @@ func (m *balancerMaps) Close() error {
 		m.BackendConns,
 		m.BackendStats,
 		m.Backends,
-		m.Flows,
+		m.Flows4,
+		m.Flows6,
 		m.FragServices,
 		m.GlobalStats,
 		m.Persistence,
@@ -345,6 +364,7 @@ func (m *balancerMaps) Close() error {
 		m.ServiceStats,
 		m.Services,
 		m.TxPorts,
+		m.VipFilter,
 	)
 }
 

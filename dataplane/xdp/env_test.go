@@ -26,7 +26,7 @@ import (
 //
 // Backend MACs come from backendMAC (10.0.0.11 has 02:00:00:00:00:11).
 type fixtureEnv struct {
-	t    *testing.T
+	t    testing.TB
 	lb   *testnet.Namespace
 	dp   *Dataplane
 	eth0 *net.Interface
@@ -50,7 +50,9 @@ func backendMAC(addr netip.Addr) net.HardwareAddr {
 	return mac(last/10<<4 | last%10)
 }
 
-func newFixtureEnv(t *testing.T, opts Options) *fixtureEnv {
+func newFixtureEnv(t *testing.T, opts Options) *fixtureEnv { return newFixtureEnvTB(t, opts) }
+
+func newFixtureEnvTB(t testing.TB, opts Options) *fixtureEnv {
 	t.Helper()
 	lb := testnet.NewNamespace(t, "lb")
 	far := testnet.NewNamespace(t, "far")

@@ -19,7 +19,7 @@ func (dp *Dataplane) advanceClock(d time.Duration) error {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	cfg := dp.cfg
-	cfg.ClockOffset += uint64(d)
+	cfg.ClockOffset += ticks(d, cfg.Hz)
 	if err := dp.objs.Cfg.Set(cfg); err != nil {
 		return err
 	}

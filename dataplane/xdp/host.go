@@ -114,7 +114,8 @@ type egress struct {
 
 // egressOf asks the kernel's routing table how addr is reached. Direct
 // routing needs the backend on a connected network (no gateway) or local.
-func (h *host) egressOf(addr netip.Addr) (egress, error) {
+// links caches interfaces by index across calls of one pass.
+func (h *host) egressOf(addr netip.Addr, links map[int]iface) (egress, error) {
 	routes, err := h.nl.RouteGet(addr.AsSlice())
 	if err != nil {
 		return egress{}, fmt.Errorf("route to %s: %w", addr, err)
@@ -129,11 +130,16 @@ func (h *host) egressOf(addr netip.Addr) (egress, error) {
 	if r.Gw != nil {
 		return egress{}, fmt.Errorf("%s is reached through gateway %s: direct routing needs backends on a connected network", addr, r.Gw)
 	}
+	if ifc, ok := links[r.LinkIndex]; ok {
+		return egress{via: ifc}, nil
+	}
 	l, err := h.nl.LinkByIndex(r.LinkIndex)
 	if err != nil {
 		return egress{}, fmt.Errorf("route to %s: interface %d: %w", addr, r.LinkIndex, err)
 	}
-	return egress{via: h.ifaceOf(l)}, nil
+	ifc := h.ifaceOf(l)
+	links[r.LinkIndex] = ifc
+	return egress{via: ifc}, nil
 }
 
 type neighKey struct {

@@ -30,7 +30,8 @@ func loadObjects(opts Options, cfg balancerConfig) (*balancerObjects, *ebpf.Coll
 		balancerMapBackends:     opts.MaxBackends,
 		balancerMapBackendConns: opts.MaxBackends,
 		balancerMapBackendStats: opts.MaxBackends,
-		balancerMapFlows:        opts.FlowTableSize,
+		balancerMapFlows4:       opts.FlowTableSize,
+		balancerMapFlows6:       opts.FlowTableSize,
 		balancerMapPersistence:  opts.PersistTableSize,
 	}
 	for name, n := range sizes {

@@ -53,7 +53,8 @@ type Options struct {
 	// means the caller's.
 	NetNS string
 
-	// FlowTableSize is the flow table's capacity (LRU; default 262144).
+	// FlowTableSize is the capacity of each flow table, IPv4 and IPv6 (LRU;
+	// default 262144).
 	FlowTableSize int
 	// PersistTableSize is the capacity of the persistence table (LRU;
 	// default 65536).

@@ -28,14 +28,6 @@ func (d *Dataplane) sweepLoop() {
 	}
 }
 
-// programNow is the program's clock: CLOCK_MONOTONIC_COARSE, which
-// bpf_ktime_get_coarse_ns reads, plus the configured offset.
-func programNow(cfg balancerConfig) uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts)
-	return uint64(ts.Nano()) + cfg.ClockOffset
-}
-
 // Sweep removes expired flows and persistence entries, recounts the active
 // flows of every backend (the program's counts drift: LRU evictions and
 // flows that end without FIN/RST are never subtracted there), and probes
@@ -52,48 +44,45 @@ func (d *Dataplane) Sweep() error {
 	gens := slices.Clone(d.gens)
 	persistTimeout := make(map[uint32]uint64)
 	for _, st := range d.services {
-		persistTimeout[st.id] = uint64(st.value.PersistTimeout) * uint64(time.Second)
+		persistTimeout[st.id] = uint64(st.value.PersistTimeout) * cfg.Hz
 	}
 	pending := d.pendingNeighbours()
 	d.mu.Unlock()
 
-	now := programNow(cfg)
+	jiffies, _, err := d.clock.read()
+	if err != nil {
+		return fmt.Errorf("xdp sweep: %w", err)
+	}
+	now := jiffies + cfg.ClockOffset
 	expired := func(last, timeout uint64) bool {
 		return timeout > 0 && now > last && now-last > timeout
 	}
 	var errs []error
 
 	counts := make(map[uint32]int64)
-	var (
-		fk   balancerFlowKey
-		fv   balancerFlow
-		dead []balancerFlowKey
-	)
-	it := d.objs.Flows.Iterate()
-	for it.Next(&fk, &fv) {
+	count := func(proto uint8, fv balancerFlow) bool {
 		timeout := cfg.UdpTimeout
-		if fk.Proto == unix.IPPROTO_TCP {
+		if proto == unix.IPPROTO_TCP {
 			timeout = cfg.TcpTimeout
 		}
 		if expired(fv.LastSeen, timeout) {
-			dead = append(dead, fk)
-			continue
+			return false
 		}
 		if fv.Flags&uint32(balancerFlowFlagsFLOW_F_CLOSING) == 0 && int(fv.Backend) < len(gens) && gens[fv.Backend] == fv.Gen {
 			counts[fv.Backend]++
 		}
+		return true
 	}
-	if err := it.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("read flows: %w", err))
-	}
-	errs = append(errs, deleteKeys(d.objs.Flows, dead))
+	errs = append(errs,
+		sweepFlows(d.objs.Flows4, func(k balancerFlowKey4) uint8 { return k.Proto }, count),
+		sweepFlows(d.objs.Flows6, func(k balancerFlowKey) uint8 { return k.Proto }, count))
 
 	var (
 		pk    balancerPersistKey
 		pv    balancerPersist
 		pdead []balancerPersistKey
 	)
-	it = d.objs.Persistence.Iterate()
+	it := d.objs.Persistence.Iterate()
 	for it.Next(&pk, &pv) {
 		if t, ok := persistTimeout[pk.Service]; !ok || expired(pv.LastSeen, t) {
 			pdead = append(pdead, pk)
@@ -139,6 +128,25 @@ func (d *Dataplane) Sweep() error {
 		return fmt.Errorf("xdp sweep: %w", err)
 	}
 	return nil
+}
+
+// sweepFlows deletes the flows keep rejects.
+func sweepFlows[K any](m *ebpf.Map, proto func(K) uint8, keep func(uint8, balancerFlow) bool) error {
+	var (
+		k    K
+		v    balancerFlow
+		dead []K
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !keep(proto(k), v) {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read flows: %w", err)
+	}
+	return deleteKeys(m, dead)
 }
 
 func deleteKeys[K any](m *ebpf.Map, keys []K) error {

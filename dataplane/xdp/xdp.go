@@ -42,6 +42,7 @@ type Dataplane struct {
 	log       *slog.Logger
 	opts      Options
 	host      *host
+	clock     *clockProbe
 	objs      *balancerObjects
 	innerSpec *ebpf.MapSpec
 	statNames []string
@@ -54,6 +55,7 @@ type Dataplane struct {
 	beIDs    *idPool
 	gens     []uint32 // backends[id].gen, mirrored
 	frags    map[balancerFragKey]balancerService
+	filter   []uint64 // the VIP prefilter as written
 	txPorts  map[uint32]bool
 	links    map[int]link.Link // by attach ifindex
 	routes   map[netip.Addr]*route
@@ -103,22 +105,35 @@ func New(opts Options) (*Dataplane, error) {
 			return nil, fmt.Errorf("xdp: %w", err)
 		}
 	}
-	h, err := openHost(opts.NetNS)
+	clock, err := newClockProbe()
 	if err != nil {
 		return nil, fmt.Errorf("xdp: %w", err)
 	}
+	hz, err := clock.detectHZ()
+	if err != nil {
+		clock.close()
+		return nil, fmt.Errorf("xdp: %w", err)
+	}
+	h, err := openHost(opts.NetNS)
+	if err != nil {
+		clock.close()
+		return nil, fmt.Errorf("xdp: %w", err)
+	}
 	cfg := balancerConfig{
-		TcpTimeout: uint64(opts.TCPTimeout),
-		UdpTimeout: uint64(opts.UDPTimeout),
+		Hz:         hz,
+		TcpTimeout: ticks(opts.TCPTimeout, hz),
+		UdpTimeout: ticks(opts.UDPTimeout, hz),
 	}
 	objs, spec, err := loadObjects(opts, cfg)
 	if err != nil {
+		clock.close()
 		h.close()
 		return nil, fmt.Errorf("xdp: %w", err)
 	}
 	names, err := statNames(spec)
 	if err != nil {
 		objs.Close()
+		clock.close()
 		h.close()
 		return nil, fmt.Errorf("xdp: %w", err)
 	}
@@ -128,6 +143,7 @@ func New(opts Options) (*Dataplane, error) {
 		log:       opts.Logger,
 		opts:      opts,
 		host:      h,
+		clock:     clock,
 		objs:      objs,
 		innerSpec: inner,
 		statNames: names,
@@ -137,6 +153,7 @@ func New(opts Options) (*Dataplane, error) {
 		beIDs:     newIDPool(opts.MaxBackends),
 		gens:      make([]uint32, opts.MaxBackends),
 		frags:     make(map[balancerFragKey]balancerService),
+		filter:    make([]uint64, vipFilterWords),
 		txPorts:   make(map[uint32]bool),
 		links:     make(map[int]link.Link),
 		routes:    make(map[netip.Addr]*route),
@@ -199,12 +216,14 @@ func (d *Dataplane) apply(ds dataplane.DesiredState, probe bool) error {
 		}
 		want[s.Key] = s
 	}
+	var removed []*svcState
 	for key, st := range d.services {
 		if _, ok := want[key]; !ok && !keep[key] {
-			if err := d.removeService(st); err != nil {
-				errs = append(errs, err)
-			}
+			removed = append(removed, st)
 		}
+	}
+	if err := d.removeServices(removed); err != nil {
+		errs = append(errs, err)
 	}
 
 	d.resolve(want, probe)
@@ -214,12 +233,28 @@ func (d *Dataplane) apply(ds dataplane.DesiredState, probe bool) error {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareServiceKeys)
+	var pending []*pendingService
 	for _, k := range keys {
-		if err := d.upsertService(want[k], served[k.Addr]); err != nil {
+		p, err := d.prepareService(want[k], served[k.Addr])
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if p != nil {
+			pending = append(pending, p)
+		}
+	}
+	if err := d.installTables(pending); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range pending {
+		if err := d.writeService(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if err := d.syncFragments(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.syncVIPFilter(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := d.syncTxPorts(); err != nil {
@@ -345,11 +380,12 @@ func (d *Dataplane) validate(s dataplane.Service) error {
 func (d *Dataplane) resolve(want map[dataplane.ServiceKey]dataplane.Service, probe bool) {
 	var missing []neighKey
 	dumped := false
+	links := make(map[int]iface)
 	for _, s := range want {
 		for _, b := range s.Backends {
 			r := d.routes[b.Addr]
 			if r == nil || r.err != nil {
-				e, err := d.host.egressOf(b.Addr)
+				e, err := d.host.egressOf(b.Addr, links)
 				r = &route{egress: e, err: err}
 				d.routes[b.Addr] = r
 			}
@@ -444,7 +480,7 @@ func (d *Dataplane) pruneRoutes() {
 
 // backendValue is the backends map entry for b as things stand, and
 // whether it may take new flows.
-func (d *Dataplane) backendValue(st *svcState, id uint32, b dataplane.Backend) (balancerBackend, bool) {
+func (d *Dataplane) backendValue(st *svcState, id uint32, b dataplane.Backend, served bool) (balancerBackend, bool) {
 	v := balancerBackend{
 		Gen:     d.gens[id],
 		Weight:  uint32(b.Weight),
@@ -473,22 +509,41 @@ func (d *Dataplane) backendValue(st *svcState, id uint32, b dataplane.Backend) (
 	if reachable && b.State != dataplane.BackendDown {
 		v.Flags |= uint16(balancerBackendFlagsBE_F_FORWARD)
 	}
+	if served {
+		v.Flags |= uint16(balancerBackendFlagsBE_F_SERVED)
+	}
 	return v, reachable && b.State == dataplane.BackendUp && b.Weight > 0
 }
 
-func (d *Dataplane) upsertService(s dataplane.Service, served bool) error {
+// pendingService is a service whose backends are written and whose new
+// scheduling table (if it changed) is built, waiting to be installed.
+type pendingService struct {
+	st       *svcState
+	value    balancerService
+	table    []uint32
+	tableMap *ebpf.Map // nil: the installed table is current
+	failed   bool      // the table could not be built or installed
+}
+
+// prepareService allocates ids, writes the backends and builds the
+// scheduling table of s. The table is installed by installTables and the
+// service entry written by writeService, so that one Apply swaps all its
+// tables in a single update (the kernel waits for running programs after
+// every update of a map-in-map: ~10 ms each).
+func (d *Dataplane) prepareService(s dataplane.Service, served bool) (*pendingService, error) {
 	st := d.services[s.Key]
 	if st == nil {
 		id, ok := d.svcIDs.get()
 		if !ok {
-			return fmt.Errorf("service %s: more than %d services (raise MaxServices)", s.Key, d.opts.MaxServices)
+			return nil, fmt.Errorf("service %s: more than %d services (raise MaxServices)", s.Key, d.opts.MaxServices)
 		}
 		st = &svcState{key: s.Key, id: id, backends: make(map[dataplane.BackendKey]*beState)}
 		d.services[s.Key] = st
 		if err := d.zeroServiceCounters(id); err != nil {
-			return fmt.Errorf("service %s: %w", s.Key, err)
+			return nil, fmt.Errorf("service %s: %w", s.Key, err)
 		}
 	}
+	p := &pendingService{st: st}
 
 	wantBE := make(map[dataplane.BackendKey]bool, len(s.Backends))
 	for _, b := range s.Backends {
@@ -526,7 +581,7 @@ func (d *Dataplane) upsertService(s dataplane.Service, served bool) error {
 			st.backends[b.BackendKey] = bs
 			newBackend = append(newBackend, id)
 		}
-		v, usable := d.backendValue(st, bs.id, b)
+		v, usable := d.backendValue(st, bs.id, b, served)
 		if v != bs.value {
 			writeIDs = append(writeIDs, bs.id)
 			writeVals = append(writeVals, v)
@@ -545,53 +600,47 @@ func (d *Dataplane) upsertService(s dataplane.Service, served bool) error {
 
 	sched := schedulerOf(s)
 	table, err := buildTable(sched, slots, d.opts.MaglevTableSize, d.opts.MaxSlots)
-	if err != nil {
+	switch {
+	case err != nil:
+		p.failed = true
 		errs = append(errs, fmt.Errorf("service %s: %w", s.Key, err))
-	} else if !st.tableSet || !slices.Equal(table, st.table) {
-		if err := d.swapTable(st.id, table); err != nil {
+	case !st.tableSet || !slices.Equal(table, st.table):
+		m, err := d.newTable(table)
+		if err != nil {
+			p.failed = true
 			errs = append(errs, fmt.Errorf("service %s: %w", s.Key, err))
 		} else {
-			st.table, st.tableSet = table, true
+			p.table, p.tableMap = table, m
 		}
 	}
 
-	v := balancerService{
+	p.value = balancerService{
 		Id:          st.id,
 		Sched:       uint8(schedulers[sched]),
 		PersistMask: maskWords(s.PersistenceBits, s.Key.Addr.Is4()),
 	}
 	if s.Persistence > 0 {
-		v.PersistTimeout = uint32((s.Persistence + time.Second - 1) / time.Second)
+		p.value.PersistTimeout = uint32((s.Persistence + time.Second - 1) / time.Second)
 	}
 	if served {
-		v.Flags |= uint8(balancerSvcFlagsSVC_F_SERVED)
+		p.value.Flags |= uint8(balancerSvcFlagsSVC_F_SERVED)
 	}
 	for _, f := range s.SchedulerFlags {
 		if (f == "sh-port" && sched == dataplane.SourceHash) || (f == "mh-port" && sched == dataplane.Maglev) {
-			v.Flags |= uint8(balancerSvcFlagsSVC_F_HASH_PORT)
+			p.value.Flags |= uint8(balancerSvcFlagsSVC_F_HASH_PORT)
 		}
 	}
-	if !st.valueSet || v != st.value {
-		k := svcKeyOf(s.Key)
-		if err := d.objs.Services.Put(&k, &v); err != nil {
-			errs = append(errs, fmt.Errorf("service %s: write service: %w", s.Key, err))
-		} else {
-			st.value, st.valueSet = v, true
-		}
-	}
-	return errors.Join(errs...)
+	return p, errors.Join(errs...)
 }
 
-// swapTable builds a new table map and puts it in place of the old one in
-// a single update: packets see the old table or the new, never a mix.
-func (d *Dataplane) swapTable(id uint32, table []uint32) error {
+// newTable builds a scheduling table map: slot 0 holds the length.
+func (d *Dataplane) newTable(table []uint32) (*ebpf.Map, error) {
 	spec := d.innerSpec.Copy()
 	spec.MaxEntries = uint32(len(table) + 1)
 	m, err := ebpf.NewMap(spec)
 	if err != nil {
-		return fmt.Errorf("create scheduling table: %w", err)
+		return nil, fmt.Errorf("create scheduling table: %w", err)
 	}
-	defer m.Close()
 	keys := make([]uint32, len(table)+1)
 	vals := make([]uint32, len(table)+1)
 	vals[0] = uint32(len(table))
@@ -602,11 +651,69 @@ func (d *Dataplane) swapTable(id uint32, table []uint32) error {
 		}
 	}
 	if err := putBatch(m, keys, vals); err != nil {
-		return fmt.Errorf("fill scheduling table: %w", err)
+		m.Close()
+		return nil, fmt.Errorf("fill scheduling table: %w", err)
 	}
-	if err := d.objs.SchedTables.Put(id, m); err != nil {
-		return fmt.Errorf("install scheduling table: %w", err)
+	return m, nil
+}
+
+// installTables puts every new table in place of its service's old one,
+// in one batch update: each service's packets see its old table or its new
+// one, never a mix.
+func (d *Dataplane) installTables(pending []*pendingService) error {
+	var (
+		ids  []uint32
+		fds  []uint32
+		with []*pendingService
+	)
+	for _, p := range pending {
+		if p.tableMap != nil {
+			ids = append(ids, p.st.id)
+			fds = append(fds, uint32(p.tableMap.FD()))
+			with = append(with, p)
+		}
 	}
+	if len(ids) == 0 {
+		return nil
+	}
+	defer func() {
+		for _, p := range with {
+			p.tableMap.Close() // the outer map holds it now
+			p.tableMap = nil
+		}
+	}()
+	if _, err := d.objs.SchedTables.BatchUpdate(ids, fds, nil); err == nil {
+		for _, p := range with {
+			p.st.table, p.st.tableSet = p.table, true
+		}
+		return nil
+	}
+	var errs []error
+	for _, p := range with {
+		if err := d.objs.SchedTables.Put(p.st.id, p.tableMap); err != nil {
+			p.failed = true
+			errs = append(errs, fmt.Errorf("service %s: install scheduling table: %w", p.st.key, err))
+			continue
+		}
+		p.st.table, p.st.tableSet = p.table, true
+	}
+	return errors.Join(errs...)
+}
+
+// writeService writes the service entry, once its table is in place.
+func (d *Dataplane) writeService(p *pendingService) error {
+	st := p.st
+	if p.failed && !st.tableSet {
+		return nil // a new service without a table: not installed yet
+	}
+	if st.valueSet && p.value == st.value {
+		return nil
+	}
+	k := svcKeyOf(st.key)
+	if err := d.objs.Services.Put(&k, &p.value); err != nil {
+		return fmt.Errorf("service %s: write service: %w", st.key, err)
+	}
+	st.value, st.valueSet = p.value, true
 	return nil
 }
 
@@ -627,26 +734,36 @@ func putBatch[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	return nil
 }
 
-func (d *Dataplane) removeService(st *svcState) error {
-	var errs []error
-	k := svcKeyOf(st.key)
-	if err := d.objs.Services.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, err)
+// removeServices deletes services: their entries first (packets pass from
+// then on), then their tables in one batch, then their backends.
+func (d *Dataplane) removeServices(sts []*svcState) error {
+	if len(sts) == 0 {
+		return nil
 	}
-	if err := d.objs.SchedTables.Delete(st.id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		errs = append(errs, err)
-	}
-	for _, b := range st.backends {
-		if err := d.freeBackend(b); err != nil {
-			errs = append(errs, err)
+	var (
+		errs []error
+		ids  []uint32
+	)
+	for _, st := range sts {
+		k := svcKeyOf(st.key)
+		if err := d.objs.Services.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("remove service %s: %w", st.key, err))
 		}
+		ids = append(ids, st.id) // also adopted ones, whose table is not known here
 	}
-	d.svcIDs.put(st.id)
-	delete(d.services, st.key)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("remove service %s: %w", st.key, err)
+	if err := deleteKeys(d.objs.SchedTables, ids); err != nil {
+		errs = append(errs, fmt.Errorf("remove scheduling tables: %w", err))
 	}
-	return nil
+	for _, st := range sts {
+		for _, b := range st.backends {
+			if err := d.freeBackend(b); err != nil {
+				errs = append(errs, fmt.Errorf("remove service %s: backend %s: %w", st.key, b.key, err))
+			}
+		}
+		d.svcIDs.put(st.id)
+		delete(d.services, st.key)
+	}
+	return errors.Join(errs...)
 }
 
 // freeBackend marks the id unused; its generation stays so flows that
@@ -747,6 +864,41 @@ func (d *Dataplane) syncFragments() error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("fragment services: %w", err)
 	}
+	return nil
+}
+
+const vipFilterWords = 1024 // VIP_FILTER_WORDS
+
+// vipFilterBit is the prefilter bit of addr: the fold maybe_vip computes.
+func vipFilterBit(addr netip.Addr) uint32 {
+	w := addrWords(addr)
+	x := w[0] ^ w[1] ^ w[2] ^ w[3]
+	return (x ^ x>>16) & 0xffff
+}
+
+// syncVIPFilter sets the prefilter bits of every service address and
+// clears the others, writing only the words that change. Services are
+// already in place when their bit appears, and gone when it disappears.
+func (d *Dataplane) syncVIPFilter() error {
+	want := make([]uint64, vipFilterWords)
+	for k := range d.services {
+		bit := vipFilterBit(k.Addr)
+		want[bit/64] |= 1 << (bit % 64)
+	}
+	var (
+		keys []uint32
+		vals []uint64
+	)
+	for i := range want {
+		if want[i] != d.filter[i] {
+			keys = append(keys, uint32(i))
+			vals = append(vals, want[i])
+		}
+	}
+	if err := putBatch(d.objs.VipFilter, keys, vals); err != nil {
+		return fmt.Errorf("vip prefilter: %w", err)
+	}
+	d.filter = want
 	return nil
 }
 
@@ -883,6 +1035,9 @@ func (d *Dataplane) shutdown(cleanup bool) error {
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := d.clock.close(); err != nil {
+		errs = append(errs, err)
+	}
 	d.host.close()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("xdp close: %w", err)
@@ -892,8 +1047,8 @@ func (d *Dataplane) shutdown(cleanup bool) error {
 
 func (d *Dataplane) maps() []*ebpf.Map {
 	m := &d.objs.balancerMaps
-	return []*ebpf.Map{m.BackendConns, m.BackendStats, m.Backends, m.Flows, m.FragServices,
-		m.GlobalStats, m.Persistence, m.RrCursors, m.SchedTables, m.ServiceStats, m.Services, m.TxPorts}
+	return []*ebpf.Map{m.BackendConns, m.BackendStats, m.Backends, m.Flows4, m.Flows6, m.FragServices,
+		m.GlobalStats, m.Persistence, m.RrCursors, m.SchedTables, m.ServiceStats, m.Services, m.TxPorts, m.VipFilter}
 }
 
 // Stats sums the per-CPU counters.
