@@ -44,9 +44,11 @@ type Network interface {
 
 // Conn is one VRRP socket.
 type Conn interface {
-	// Read returns the next advert. A malformed packet returns a
+	// Read returns the next advert and how long ago the kernel received
+	// it (0 when unknown): timers start from the arrival, not from when
+	// the process got to it. A malformed packet returns a
 	// *packet.DecodeError (read on); a closed socket net.ErrClosed.
-	Read() (*packet.Packet, error)
+	Read() (*packet.Packet, time.Duration, error)
 	// Write sends a VRRP message from src to dst with the given TTL or
 	// hop limit.
 	Write(src, dst netip.Addr, ttl uint8, msg []byte) error
@@ -91,7 +93,14 @@ type realClock struct{}
 func SystemClock() Clock { return realClock{} }
 
 func (realClock) Now() time.Time { return time.Now() }
+
+// NewTimer returns a timerfd-backed timer (precise to the kernel's
+// timer slack), or a Go timer when timerfd is not available. Stop
+// releases it.
 func (realClock) NewTimer(d time.Duration) Timer {
+	if t, err := newFDTimer(d); err == nil {
+		return t
+	}
 	return realTimer{time.NewTimer(d)}
 }
 

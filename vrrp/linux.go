@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -56,6 +57,7 @@ type conn4 struct {
 	pc  *net.IPConn
 	sc  syscall.RawConn
 	buf []byte
+	oob []byte
 	mu  sync.Mutex
 	id  uint16
 }
@@ -77,6 +79,10 @@ func listen4(ifi *net.Interface) (*conn4, error) {
 			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0); err != nil {
 				return err
 			}
+			// Kernel receive timestamps: timers start at the arrival.
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+				return err
+			}
 			// We write the IP header: TOS, TTL and source are ours.
 			return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_HDRINCL, 1)
 		})
@@ -95,25 +101,49 @@ func listen4(ifi *net.Interface) (*conn4, error) {
 		pc.Close()
 		return nil, err
 	}
-	return &conn4{pc: pc, sc: sc, buf: make([]byte, 65536)}, nil
+	return &conn4{pc: pc, sc: sc, buf: make([]byte, 65536), oob: make([]byte, 512)}, nil
 }
 
 // Read returns the next advert with its IP header (the raw socket hands
 // the whole datagram over).
-func (c *conn4) Read() (*packet.Packet, error) {
-	var n int
+func (c *conn4) Read() (*packet.Packet, time.Duration, error) {
+	n, oobn, err := recvmsg(c.sc, c.buf, c.oob)
+	if err != nil {
+		return nil, 0, err
+	}
+	age := time.Duration(0)
+	cmsgs, _ := unix.ParseSocketControlMessage(c.oob[:oobn])
+	for _, m := range cmsgs {
+		if ts, ok := timestamp(m); ok {
+			age = time.Since(ts)
+		}
+	}
+	p, err := packet.DecodeIPv4(c.buf[:n])
+	return p, age, err
+}
+
+// recvmsg reads one datagram and its control messages, waiting in the
+// runtime's poller.
+func recvmsg(sc syscall.RawConn, buf, oob []byte) (n, oobn int, err error) {
 	var rerr error
-	err := c.sc.Read(func(fd uintptr) bool {
-		n, _, rerr = unix.Recvfrom(int(fd), c.buf, unix.MSG_DONTWAIT)
+	err = sc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
 		return rerr != unix.EAGAIN
 	})
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	if rerr != nil {
-		return nil, rerr
+	return n, oobn, rerr
+}
+
+// timestamp reads an SO_TIMESTAMPNS control message.
+func timestamp(m unix.SocketControlMessage) (time.Time, bool) {
+	if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SO_TIMESTAMPNS || len(m.Data) < 16 {
+		return time.Time{}, false
 	}
-	return packet.DecodeIPv4(c.buf[:n])
+	sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
+	nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+	return time.Unix(sec, nsec), true
 }
 
 func (c *conn4) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
@@ -139,9 +169,11 @@ func (c *conn4) Close() error { return c.pc.Close() }
 
 type conn6 struct {
 	pc  *net.IPConn
+	sc  syscall.RawConn
 	p   *ipv6.PacketConn
 	ifi *net.Interface
 	buf []byte
+	oob []byte
 }
 
 func listen6(ifi *net.Interface) (*conn6, error) {
@@ -153,6 +185,9 @@ func listen6(ifi *net.Interface) (*conn6, error) {
 	sc, err := pc.SyscallConn()
 	if err == nil {
 		err = setsockopts(sc, func(fd int) error {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+				return err
+			}
 			return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
 		})
 	}
@@ -172,21 +207,48 @@ func listen6(ifi *net.Interface) (*conn6, error) {
 		pc.Close()
 		return nil, err
 	}
-	return &conn6{pc: pc, p: p, ifi: ifi, buf: make([]byte, 65536)}, nil
+	return &conn6{pc: pc, sc: sc, p: p, ifi: ifi, buf: make([]byte, 65536), oob: make([]byte, 512)}, nil
 }
 
-func (c *conn6) Read() (*packet.Packet, error) {
-	n, cm, src, err := c.p.ReadFrom(c.buf)
+func (c *conn6) Read() (*packet.Packet, time.Duration, error) {
+	var n, oobn int
+	var from unix.Sockaddr
+	var rerr error
+	err := c.sc.Read(func(fd uintptr) bool {
+		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), c.buf, c.oob, unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	ia, _ := src.(*net.IPAddr)
-	if cm == nil || ia == nil {
-		return nil, &packet.DecodeError{Reason: packet.ReasonIP, Msg: "no IPv6 control message"}
+	sa, ok := from.(*unix.SockaddrInet6)
+	if !ok {
+		return nil, 0, &packet.DecodeError{Reason: packet.ReasonIP, Msg: "no IPv6 source address"}
 	}
-	s, _ := netip.AddrFromSlice(ia.IP)
-	d, _ := netip.AddrFromSlice(cm.Dst)
-	return packet.Decode(c.buf[:n], s, d, uint8(cm.HopLimit))
+	var dst netip.Addr
+	hop := -1
+	age := time.Duration(0)
+	cmsgs, _ := unix.ParseSocketControlMessage(c.oob[:oobn])
+	for _, m := range cmsgs {
+		switch {
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= 16:
+			dst = netip.AddrFrom16([16]byte(m.Data[:16]))
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_HOPLIMIT && len(m.Data) >= 4:
+			hop = int(binary.NativeEndian.Uint32(m.Data[:4]))
+		default:
+			if ts, ok := timestamp(m); ok {
+				age = time.Since(ts)
+			}
+		}
+	}
+	if hop < 0 || !dst.IsValid() {
+		return nil, age, &packet.DecodeError{Reason: packet.ReasonIP, Msg: "no IPv6 hop limit or destination"}
+	}
+	p, err := packet.Decode(c.buf[:n], netip.AddrFrom16(sa.Addr), dst, uint8(hop))
+	return p, age, err
 }
 
 func (c *conn6) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
@@ -286,8 +348,55 @@ func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(string, bool)) error
 	}
 }
 
-// NetlinkAddrs adds and removes VIPs with netlink.
-type NetlinkAddrs struct{}
+// NetlinkAddrs adds and removes VIPs with netlink, over one netlink
+// socket kept open (in the namespace of its first use), so a takeover
+// costs one round trip per address.
+type NetlinkAddrs struct {
+	mu    sync.Mutex
+	h     *netlink.Handle
+	links map[string]netlink.Link
+}
+
+// link returns the named link, cached: a takeover then costs a single
+// netlink round trip. A failed request drops the cache entry.
+func (n *NetlinkAddrs) link(h *netlink.Handle, name string) (netlink.Link, error) {
+	n.mu.Lock()
+	l, ok := n.links[name]
+	n.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	if n.links == nil {
+		n.links = map[string]netlink.Link{}
+	}
+	n.links[name] = l
+	n.mu.Unlock()
+	return l, nil
+}
+
+func (n *NetlinkAddrs) forget(name string) {
+	n.mu.Lock()
+	delete(n.links, name)
+	n.mu.Unlock()
+}
+
+func (n *NetlinkAddrs) handle() (*netlink.Handle, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.h == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, err
+		}
+		n.h = h
+	}
+	return n.h, nil
+}
 
 func vipAddr(v VIP) *netlink.Addr {
 	bits := 32
@@ -313,20 +422,39 @@ func vipDev(v VIP, dev string) string {
 }
 
 // AddVIP adds the address (no error when present).
-func (NetlinkAddrs) AddVIP(v VIP, dev string) error {
-	link, err := netlink.LinkByName(vipDev(v, dev))
+func (n *NetlinkAddrs) AddVIP(v VIP, dev string) error {
+	h, err := n.handle()
 	if err != nil {
 		return err
 	}
-	if err := netlink.AddrAdd(link, vipAddr(v)); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add %s to %s: %w", v.Prefix, link.Attrs().Name, err)
+	name := vipDev(v, dev)
+	link, err := n.link(h, name)
+	if err != nil {
+		return err
+	}
+	err = h.AddrAdd(link, vipAddr(v))
+	if errors.Is(err, unix.ENODEV) {
+		// The interface was re-created: look it up again.
+		n.forget(name)
+		if link, err = n.link(h, name); err == nil {
+			err = h.AddrAdd(link, vipAddr(v))
+		}
+	}
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		n.forget(name)
+		return fmt.Errorf("add %s to %s: %w", v.Prefix, name, err)
 	}
 	return nil
 }
 
 // RemoveVIP removes the address (no error when absent).
-func (NetlinkAddrs) RemoveVIP(v VIP, dev string) error {
-	link, err := netlink.LinkByName(vipDev(v, dev))
+func (n *NetlinkAddrs) RemoveVIP(v VIP, dev string) error {
+	h, err := n.handle()
+	if err != nil {
+		return err
+	}
+	name := vipDev(v, dev)
+	link, err := n.link(h, name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -334,8 +462,14 @@ func (NetlinkAddrs) RemoveVIP(v VIP, dev string) error {
 		}
 		return err
 	}
-	if err := netlink.AddrDel(link, vipAddr(v)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove %s from %s: %w", v.Prefix, link.Attrs().Name, err)
+	err = h.AddrDel(link, vipAddr(v))
+	if errors.Is(err, unix.ENODEV) {
+		n.forget(name)
+		return nil
+	}
+	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+		n.forget(name)
+		return fmt.Errorf("remove %s from %s: %w", v.Prefix, name, err)
 	}
 	return nil
 }
@@ -478,7 +612,7 @@ func LinuxDeps(allowInsecureScripts bool) Deps {
 	return Deps{
 		Clock:     SystemClock(),
 		Network:   LinuxNetwork{},
-		Addrs:     NetlinkAddrs{},
+		Addrs:     &NetlinkAddrs{},
 		Announcer: LinuxAnnouncer{},
 		Scripts:   ExecRunner{AllowInsecure: allowInsecureScripts},
 	}

@@ -211,6 +211,17 @@ func (r *Router) Run(ctx context.Context) error {
 			return nil
 		case <-timer.Chan():
 			r.mu.Lock()
+			// Adverts already read go in first, with their arrival
+			// times: a backup that was kept off the CPU must not take
+			// over from a master whose advert came in time.
+			for more := true; more; {
+				select {
+				case ev := <-r.events:
+					r.handle(ev)
+				default:
+					more = false
+				}
+			}
 			r.m.Advance(clock.Now())
 			r.do(r.m.Ready())
 			r.mu.Unlock()
@@ -347,8 +358,11 @@ func mergeInsts(old, cur map[string]*runInstance) map[string]*runInstance {
 
 func (r *Router) read(c *conn) {
 	for {
-		p, err := c.c.Read()
+		p, age, err := c.c.Read()
 		at := r.deps.Clock.Now()
+		if age > 0 && age < time.Second {
+			at = at.Add(-age)
+		}
 		if err != nil {
 			var de *packet.DecodeError
 			if errors.As(err, &de) {
@@ -462,6 +476,7 @@ func (r *Router) garp(a SendGARP) {
 			if i > 0 && interval > 0 {
 				t := clock.NewTimer(interval)
 				<-t.Chan()
+				t.Stop()
 			}
 			for _, v := range a.VIPs {
 				dev := v.Dev

@@ -186,13 +186,14 @@ func (h *Host) SetLink(name string, up bool) {
 	}
 }
 
-func (c *conn) Read() (*packet.Packet, error) {
+func (c *conn) Read() (*packet.Packet, time.Duration, error) {
 	select {
 	case b := <-c.ch:
 		src := <-c.from
-		return packet.Decode(b, src, packet.GroupIPv4, packet.TTL)
+		p, err := packet.Decode(b, src, packet.GroupIPv4, packet.TTL)
+		return p, 0, err
 	case <-c.closed:
-		return nil, net.ErrClosed
+		return nil, 0, net.ErrClosed
 	}
 }
 

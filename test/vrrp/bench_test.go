@@ -1,0 +1,456 @@
+package vrrpsuite
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xkeep/xkeep/vrrp/packet"
+)
+
+// BenchmarkFailover measures failover time of xkeep and of keepalived on
+// the same configuration in the same run: for SIGKILL of the master, its
+// link going down and a graceful stop, at advert_int 1 s (VRRPv2), 100 ms
+// and 10 ms (VRRPv3). Time runs from the master's last advert (or its
+// priority 0 advert), timestamped by the kernel in the backup's
+// namespace, to the VIP appearing on the backup (netlink address
+// notification). It also reports each daemon's resident memory and CPU
+// time per second while adverts flow, and counts false takeovers while
+// the machine is loaded. Run it with `make bench` (as root):
+//
+//	go test -run '^$' -bench Failover -benchtime 1x ./test/vrrp/
+//
+// XKEEP_BENCH_REPS sets the repetitions per row (default 3); the table
+// shows medians.
+func BenchmarkFailover(b *testing.B) {
+	reps := 3
+	if s := os.Getenv("XKEEP_BENCH_REPS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			reps = n
+		}
+	}
+	modes := []vrrpMode{
+		{name: "v2 1s", version: 2, interval: time.Second},
+		{name: "v3 100ms", version: 3, interval: 100 * time.Millisecond},
+		{name: "v3 10ms", version: 3, interval: 10 * time.Millisecond},
+	}
+	events := []string{"sigkill", "linkdown", "stop"}
+	kinds := []string{"keepalived", "xkeep"}
+	type key struct{ mode, event, kind string }
+	results := map[key][]failoverResult{}
+	for range b.N {
+		for _, m := range modes {
+			for _, ev := range events {
+				for _, kind := range kinds {
+					name := fmt.Sprintf("%s/%s/%s", strings.ReplaceAll(m.name, " ", "_"), ev, kind)
+					b.Run(name, func(b *testing.B) {
+						for range reps {
+							r := runFailover(b, m, ev, kind)
+							results[key{m.name, ev, kind}] = append(results[key{m.name, ev, kind}], r)
+						}
+						med := median(results[key{m.name, ev, kind}])
+						b.ReportMetric(float64(med.failover)/1e6, "ms-failover")
+					})
+				}
+			}
+		}
+	}
+
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\nfailover: ms from the master's last advert (stop: its priority 0 advert) to the VIP on the backup; medians of %d\n", reps)
+	fmt.Fprintf(&sb, "%-9s %-8s %9s %12s %12s %9s %11s %11s\n", "mode", "event", "RFC ms", "keepalived", "xkeep", "x/k", "xkeep-RFC", "false(k/x)")
+	for _, m := range modes {
+		for _, ev := range events {
+			k, x := median(results[key{m.name, ev, "keepalived"}]), median(results[key{m.name, ev, "xkeep"}])
+			rfc := m.masterDown(100)
+			if ev == "stop" {
+				rfc = m.skew(100)
+			}
+			fmt.Fprintf(&sb, "%-9s %-8s %9.3f %12.3f %12.3f %9.3f %10.2f%% %5d/%-5d\n", m.name, ev, ms(rfc), ms(k.failover), ms(x.failover),
+				ratio(x.failover, k.failover), 100*(float64(x.failover)-float64(rfc))/float64(rfc),
+				sumFalse(results[key{m.name, ev, "keepalived"}]), sumFalse(results[key{m.name, ev, "xkeep"}]))
+		}
+	}
+	fmt.Fprintf(&sb, "\nresources while adverts flow (medians over the sigkill runs): resident MB, CPU ms per second\n")
+	fmt.Fprintf(&sb, "%-9s %-10s %10s %10s %10s %10s\n", "mode", "daemon", "master MB", "backup MB", "master CPU", "backup CPU")
+	for _, m := range modes {
+		for _, kind := range kinds {
+			rs := results[key{m.name, "sigkill", kind}]
+			fmt.Fprintf(&sb, "%-9s %-10s %10.1f %10.1f %10.2f %10.2f\n", m.name, kind,
+				medianF(rs, func(r failoverResult) float64 { return r.masterRSS }), medianF(rs, func(r failoverResult) float64 { return r.backupRSS }),
+				medianF(rs, func(r failoverResult) float64 { return r.masterCPU }), medianF(rs, func(r failoverResult) float64 { return r.backupCPU }))
+		}
+		k, x := results[key{m.name, "sigkill", "keepalived"}], results[key{m.name, "sigkill", "xkeep"}]
+		fmt.Fprintf(&sb, "%-9s %-10s %10.2f %10.2f %10.2f %10.2f\n", m.name, "x/k",
+			medianF(x, func(r failoverResult) float64 { return r.masterRSS })/medianF(k, func(r failoverResult) float64 { return r.masterRSS }),
+			medianF(x, func(r failoverResult) float64 { return r.backupRSS })/medianF(k, func(r failoverResult) float64 { return r.backupRSS }),
+			medianF(x, func(r failoverResult) float64 { return r.masterCPU })/medianF(k, func(r failoverResult) float64 { return r.masterCPU }),
+			medianF(x, func(r failoverResult) float64 { return r.backupCPU })/medianF(k, func(r failoverResult) float64 { return r.backupCPU }))
+	}
+	b.Log(sb.String())
+}
+
+type failoverResult struct {
+	failover             time.Duration
+	masterRSS, backupRSS float64 // MB
+	masterCPU, backupCPU float64 // ms per s
+	falseTakeovers       int
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// median is the run with the median failover time, among runs without a
+// false takeover.
+func median(rs []failoverResult) failoverResult {
+	var s []failoverResult
+	for _, r := range rs {
+		if r.falseTakeovers == 0 {
+			s = append(s, r)
+		}
+	}
+	if len(s) == 0 {
+		return failoverResult{}
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i].failover < s[j].failover })
+	return s[len(s)/2]
+}
+
+func medianF(rs []failoverResult, f func(failoverResult) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func sumFalse(rs []failoverResult) int {
+	n := 0
+	for _, r := range rs {
+		n += r.falseTakeovers
+	}
+	return n
+}
+
+// runFailover sets up a master (priority 150, state MASTER) and a backup
+// (priority 100) running kind, lets adverts flow (measuring resources,
+// then loading the CPUs and watching for false takeovers), triggers the
+// event and measures the takeover.
+func runFailover(b *testing.B, m vrrpMode, event, kind string) failoverResult {
+	b.Helper()
+	l := newLab(b)
+	hm := l.host("m", "10.70.0.1")
+	hb := l.host("b", "10.70.0.2")
+	vip := netip.MustParseAddr("10.70.0.100")
+	confM := strings.Replace(m.conf(150, hm, hb, vip), "state BACKUP", "state MASTER", 1)
+	confB := m.conf(100, hb, hm, vip)
+	start := func(h *host, conf string) *daemon {
+		if kind == "xkeep" {
+			return h.startXkeep(conf)
+		}
+		d := h.startKeepalived(conf)
+		d.waitVRRPChild()
+		return d
+	}
+	dm := start(hm, confM)
+	waitVIP(b, m.masterDown(150)+5*time.Second, vip, hm, hb)
+	db := start(hb, confB)
+
+	capture := captureAdverts(b, hb, hm.addr)
+	vipSeen := watchVIP(b, hb, vip)
+	// Settle: the backup has heard the master for a while.
+	time.Sleep(max(m.masterDown(100)+m.interval, 500*time.Millisecond))
+
+	var r failoverResult
+	window := min(max(10*m.interval, 3*time.Second), 5*time.Second)
+	cm0, cb0 := cpuTime(dm), cpuTime(db)
+	time.Sleep(window)
+	cm1, cb1 := cpuTime(dm), cpuTime(db)
+	r.masterCPU = ms(cm1-cm0) / window.Seconds()
+	r.backupCPU = ms(cb1-cb0) / window.Seconds()
+	r.masterRSS, r.backupRSS = rssMB(dm), rssMB(db)
+
+	// Load every CPU for a while: the backup must not take over.
+	stopLoad := loadCPUs(runtime.NumCPU())
+	time.Sleep(window)
+	stopLoad()
+	if t, ok := vipSeen.first(); ok {
+		b.Logf("%s %s: false takeover at %v while loaded", kind, m.name, t)
+		r.falseTakeovers++
+		return r
+	}
+	if !hm.hasAddr(vip) {
+		r.falseTakeovers++
+		b.Logf("%s %s: the master lost the VIP while loaded", kind, m.name)
+		return r
+	}
+
+	trigger := time.Now()
+	switch event {
+	case "sigkill":
+		dm.kill()
+	case "linkdown":
+		if err := hm.ns.LinkDown("eth0"); err != nil {
+			b.Fatal(err)
+		}
+	case "stop":
+		_ = dm.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	limit := m.masterDown(100) + 3*time.Second
+	deadline := time.Now().Add(limit)
+	var got time.Time
+	for time.Now().Before(deadline) {
+		if t, ok := vipSeen.first(); ok {
+			got = t
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got.IsZero() {
+		b.Fatalf("%s %s %s: the backup did not take over within %v", kind, m.name, event, limit)
+	}
+	last, prio0 := capture.lastBefore(got)
+	from := last
+	if event == "stop" {
+		if prio0.IsZero() {
+			b.Fatalf("%s %s: no priority 0 advert seen on stop", kind, m.name)
+		}
+		from = prio0
+	}
+	if from.IsZero() {
+		b.Fatalf("%s %s %s: no advert from the master captured", kind, m.name, event)
+	}
+	r.failover = got.Sub(from)
+	b.Logf("%s %s %s: VIP on the backup %.3f ms after the master's %s (trigger to VIP %.3f ms)", kind, m.name, event,
+		ms(r.failover), map[bool]string{true: "priority 0 advert", false: "last advert"}[event == "stop"], ms(got.Sub(trigger)))
+	if event == "stop" {
+		dm.stop(3 * time.Second)
+	}
+	return r
+}
+
+// advertCapture timestamps (in the kernel) every advert from one source
+// seen in a namespace.
+type advertCapture struct {
+	mu    sync.Mutex
+	times []time.Time
+	prio0 []time.Time
+}
+
+func captureAdverts(b *testing.B, h *host, src netip.Addr) *advertCapture {
+	b.Helper()
+	c := &advertCapture{}
+	var fd int
+	err := h.ns.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, packet.Protocol)
+		if err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			return err
+		}
+		// Join the group too, so the capture does not depend on the
+		// daemon's membership (unicast adverts arrive anyway).
+		mreq := &unix.IPMreqn{Multiaddr: packet.GroupIPv4.As4(), Ifindex: int32(h.port.Index)}
+		return unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq)
+	})
+	if err != nil {
+		b.Fatalf("advert capture: %v", err)
+	}
+	tv := unix.Timeval{Sec: 0, Usec: 100000}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		oob := make([]byte, 128)
+		for !stop.Load() {
+			n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+			if err != nil {
+				continue
+			}
+			p, err := packet.DecodeIPv4(buf[:n])
+			if err != nil || p.Src != src {
+				continue
+			}
+			ts := time.Now()
+			if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+				for _, m := range msgs {
+					if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+						spec := *(*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+						ts = time.Unix(spec.Sec, spec.Nsec)
+					}
+				}
+			}
+			c.mu.Lock()
+			c.times = append(c.times, ts)
+			if p.Priority == 0 {
+				c.prio0 = append(c.prio0, ts)
+			}
+			c.mu.Unlock()
+		}
+	}()
+	b.Cleanup(func() {
+		stop.Store(true)
+		<-done
+		unix.Close(fd)
+	})
+	return c
+}
+
+// lastBefore returns the last advert and the first priority 0 advert
+// before t.
+func (c *advertCapture) lastBefore(t time.Time) (last, prio0 time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ts := range c.times {
+		if ts.Before(t) {
+			last = ts
+		}
+	}
+	for _, ts := range c.prio0 {
+		if ts.Before(t) {
+			return last, ts
+		}
+	}
+	return last, time.Time{}
+}
+
+// vipWatch records when a VIP first appears in a namespace (netlink
+// address notification).
+type vipWatch struct {
+	mu   sync.Mutex
+	seen time.Time
+}
+
+func watchVIP(b *testing.B, h *host, vip netip.Addr) *vipWatch {
+	b.Helper()
+	w := &vipWatch{}
+	ch := make(chan netlink.AddrUpdate, 64)
+	done := make(chan struct{})
+	if err := netlink.AddrSubscribeAt(h.ns.Handle(), ch, done); err != nil {
+		b.Fatalf("subscribe to addresses in %s: %v", h.name, err)
+	}
+	go func() {
+		for u := range ch {
+			a, ok := netip.AddrFromSlice(u.LinkAddress.IP)
+			if !ok || a.Unmap() != vip || !u.NewAddr {
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			if w.seen.IsZero() {
+				w.seen = now
+			}
+			w.mu.Unlock()
+		}
+	}()
+	b.Cleanup(func() { close(done) })
+	return w
+}
+
+func (w *vipWatch) first() (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen, !w.seen.IsZero()
+}
+
+// pids are the daemon's processes: keepalived's parent and VRRP child.
+func (d *daemon) pids() []int {
+	pids := []int{d.cmd.Process.Pid}
+	if d.vrrpPidFile != "" {
+		if c := d.vrrpChild(); c > 0 {
+			pids = append(pids, c)
+		}
+	}
+	return pids
+}
+
+// cpuTime sums the on-CPU time of every thread of the daemon's processes
+// (schedstat, nanoseconds).
+func cpuTime(d *daemon) time.Duration {
+	var total time.Duration
+	for _, pid := range d.pids() {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			if fields := strings.Fields(string(b)); len(fields) > 0 {
+				if ns, err := strconv.ParseInt(fields[0], 10, 64); err == nil {
+					total += time.Duration(ns)
+				}
+			}
+		}
+	}
+	return total
+}
+
+// rssMB sums VmRSS of the daemon's processes.
+func rssMB(d *daemon) float64 {
+	var kb float64
+	for _, pid := range d.pids() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				v, _ := strconv.ParseFloat(f[1], 64)
+				kb += v
+			}
+		}
+	}
+	return kb / 1024
+}
+
+// loadCPUs spins n goroutines (on their own threads) until stopped.
+func loadCPUs(n int) func() {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			x := 0
+			for !stop.Load() {
+				for i := range 10000 {
+					x += i
+				}
+			}
+			_ = x
+		}()
+	}
+	return func() {
+		stop.Store(true)
+		wg.Wait()
+	}
+}
