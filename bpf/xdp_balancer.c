@@ -123,10 +123,9 @@ static __always_inline void refresh_persistence(const struct packet *pkt, __u32 
  * the frame to the stack. */
 static __always_inline __u32 flow_target(const struct packet *pkt, struct target *t)
 {
-	struct persist_key pk = {};
-	struct flow *f, nf = {};
 	struct service *svc;
 	struct backend *be;
+	struct flow *f;
 	__u64 now = clock_now();
 	__u32 id = NO_BACKEND;
 
@@ -164,6 +163,11 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 			add_conns(f->backend, -1);
 		count(usable(f->backend, f->gen) ? STAT_FLOW_EXPIRED : STAT_FLOW_RESCHEDULED);
 	}
+
+	/* New flow. Declared here, not above: zeroing them would cost the hit
+	 * path. */
+	struct persist_key pk = {};
+	struct flow nf = {};
 
 	if (svc->persist_timeout) {
 		persist_key_of(svc, pkt, &pk);

@@ -192,7 +192,8 @@ func BenchmarkVethForwarding(b *testing.B) {
 	testnet.RequireRoot(b)
 	gen := testnet.NewNamespace(b, "gen")
 	lb := testnet.NewNamespace(b, "lb")
-	g0 := testnet.VethPair(b, gen, "g0", lb, "l0", netip.MustParsePrefix("10.60.0.2/24"))
+	// A queue per CPU, so that two senders on two CPUs do not share a ring.
+	g0 := testnet.VethPairQueues(b, gen, "g0", lb, "l0", runtime.NumCPU(), netip.MustParsePrefix("10.60.0.2/24"))
 	h, err := lb.Netlink()
 	if err != nil {
 		b.Fatal(err)
