@@ -200,102 +200,97 @@ func (h *host) probe(linkIndex int, addrs []netip.Addr, timeout time.Duration) (
 	return found, errors.Join(errs...)
 }
 
+// probeARP and probeNDP run entirely on a thread inside the namespace:
+// sockets are bound to it, but Go resolves IPv6 zones (interface names) in
+// the namespace of the calling thread.
 func (h *host) probeARP(linkIndex int, addrs []netip.Addr, timeout time.Duration, found map[netip.Addr]net.HardwareAddr) error {
-	var c *arp.Client
-	err := h.do(func() error {
+	return h.do(func() error {
 		ifi, err := net.InterfaceByIndex(linkIndex)
 		if err != nil {
+			return fmt.Errorf("arp on interface %d: %w", linkIndex, err)
+		}
+		c, err := arp.Dial(ifi)
+		if err != nil {
+			return fmt.Errorf("arp on %s: %w", ifi.Name, err)
+		}
+		defer c.Close()
+		want := make(map[netip.Addr]bool, len(addrs))
+		for _, a := range addrs {
+			want[a] = true
+			if err := c.Request(a); err != nil {
+				return fmt.Errorf("arp request for %s on %s: %w", a, ifi.Name, err)
+			}
+		}
+		if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 			return err
 		}
-		c, err = arp.Dial(ifi)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("arp on interface %d: %w", linkIndex, err)
-	}
-	defer c.Close()
-	want := make(map[netip.Addr]bool, len(addrs))
-	for _, a := range addrs {
-		want[a] = true
-		if err := c.Request(a); err != nil {
-			return fmt.Errorf("arp request for %s: %w", a, err)
-		}
-	}
-	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	for len(want) > 0 {
-		p, _, err := c.Read()
-		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || isTimeout(err) {
-				return nil
+		for len(want) > 0 {
+			p, _, err := c.Read()
+			if err != nil {
+				if isTimeout(err) {
+					return nil
+				}
+				return fmt.Errorf("arp read on %s: %w", ifi.Name, err)
 			}
-			return fmt.Errorf("arp read: %w", err)
+			if p.Operation == arp.OperationReply && want[p.SenderIP] {
+				found[p.SenderIP] = p.SenderHardwareAddr
+				delete(want, p.SenderIP)
+			}
 		}
-		if p.Operation == arp.OperationReply && want[p.SenderIP] {
-			found[p.SenderIP] = p.SenderHardwareAddr
-			delete(want, p.SenderIP)
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (h *host) probeNDP(linkIndex int, addrs []netip.Addr, timeout time.Duration, found map[netip.Addr]net.HardwareAddr) error {
-	var (
-		c   *ndp.Conn
-		ifi *net.Interface
-	)
-	err := h.do(func() error {
-		var err error
-		ifi, err = net.InterfaceByIndex(linkIndex)
+	return h.do(func() error {
+		ifi, err := net.InterfaceByIndex(linkIndex)
 		if err != nil {
+			return fmt.Errorf("ndp on interface %d: %w", linkIndex, err)
+		}
+		c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+		if err != nil {
+			return fmt.Errorf("ndp on %s: %w", ifi.Name, err)
+		}
+		defer c.Close()
+		want := make(map[netip.Addr]bool, len(addrs))
+		for _, a := range addrs {
+			want[a] = true
+			dst, err := ndp.SolicitedNodeMulticast(a)
+			if err != nil {
+				return err
+			}
+			ns := &ndp.NeighborSolicitation{
+				TargetAddress: a,
+				Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: ifi.HardwareAddr}},
+			}
+			if err := c.WriteTo(ns, nil, dst); err != nil {
+				return fmt.Errorf("neighbour solicitation for %s on %s: %w", a, ifi.Name, err)
+			}
+		}
+		if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 			return err
 		}
-		c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
-		return err
+		for len(want) > 0 {
+			m, _, _, err := c.ReadFrom()
+			if err != nil {
+				if isTimeout(err) {
+					return nil
+				}
+				continue // not an NDP message we can parse
+			}
+			na, ok := m.(*ndp.NeighborAdvertisement)
+			if !ok || !want[na.TargetAddress] {
+				continue
+			}
+			for _, o := range na.Options {
+				if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Target {
+					found[na.TargetAddress] = lla.Addr
+					delete(want, na.TargetAddress)
+				}
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("ndp on interface %d: %w", linkIndex, err)
-	}
-	defer c.Close()
-	want := make(map[netip.Addr]bool, len(addrs))
-	for _, a := range addrs {
-		want[a] = true
-		dst, err := ndp.SolicitedNodeMulticast(a)
-		if err != nil {
-			return err
-		}
-		ns := &ndp.NeighborSolicitation{
-			TargetAddress: a,
-			Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: ifi.HardwareAddr}},
-		}
-		if err := c.WriteTo(ns, nil, dst); err != nil {
-			return fmt.Errorf("neighbour solicitation for %s: %w", a, err)
-		}
-	}
-	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	for len(want) > 0 {
-		m, _, _, err := c.ReadFrom()
-		if err != nil {
-			if isTimeout(err) {
-				return nil
-			}
-			continue // not an NDP message we can parse
-		}
-		na, ok := m.(*ndp.NeighborAdvertisement)
-		if !ok || !want[na.TargetAddress] {
-			continue
-		}
-		for _, o := range na.Options {
-			if lla, ok := o.(*ndp.LinkLayerAddress); ok && lla.Direction == ndp.Target {
-				found[na.TargetAddress] = lla.Addr
-				delete(want, na.TargetAddress)
-			}
-		}
-	}
-	return nil
 }
 
 func isTimeout(err error) bool {
