@@ -13,6 +13,45 @@
 //     it adopts the pinned maps and links, swaps its own program in, and its
 //     first Apply keeps every service's and backend's id, so established
 //     flows keep their backends. Without a PinDir, Release is Close.
+//
+// # What the program does
+//
+// Per frame: Ethernet, one 802.1Q tag, IPv4 or IPv6 (hop-by-hop, routing,
+// destination options, fragment and AH headers skipped, up to six), then
+// TCP/UDP/SCTP ports or an ICMP error's quoted header. Anything that is not
+// for a service's VIP:port/protocol, ARP and VRRP included, passes to the
+// stack untouched; malformed frames pass too, counted by reason. A frame
+// of a served service goes to a backend with its MACs rewritten (XDP_TX,
+// or a devmap redirect when the backend is behind another interface); a
+// backend that is this host gets XDP_PASS.
+//
+// The hit path reads a VIP prefilter bit, the flow table and the backend,
+// nothing else: services are looked up for new or stale flows only, and a
+// service's "served" state is mirrored into its backends' entries.
+//
+// # Approximations, on purpose
+//
+//   - rr and wrr keep one cursor per CPU: each CPU walks the whole slot
+//     list, so the split is exact per CPU, not across CPUs.
+//   - wrr and sh lists longer than Options.MaxSlots are scaled down,
+//     rounding the weights.
+//   - lc/wlc compare active-flow counts kept in a map: +1 for a new flow,
+//     -1 on FIN/RST or when a flow is found expired. Flows the LRU evicts or
+//     that end silently are subtracted when Sweep recounts. With more than
+//     32 backends a choice compares a random window of 32.
+//   - The program's clock is jiffies (see clock.go): flow and persistence
+//     timeouts are exact to a tick, and last-seen times are rewritten at
+//     most once a second, so "idle since" is exact to a second.
+//   - Fragments carry no ports: all pieces of a datagram go to one backend
+//     by a hash of the client address (or its persistence pin) over the
+//     service that owns its VIP/protocol (the port-0 service, else the
+//     lowest port). They never enter the flow table.
+//   - Routes to backends are looked up when a backend first appears (and
+//     again while the lookup fails); MAC changes are followed from the
+//     kernel's neighbour table, but a backend that moves to another
+//     interface needs to be removed and re-added.
+//   - VLANs: the program rewrites an 802.1Q tag's id when the backend sits
+//     on another VLAN; it does not add or remove tags (such frames pass).
 package xdp
 
 import (
