@@ -278,7 +278,7 @@ func BenchmarkVethForwarding(b *testing.B) {
 	if runtime.NumCPU() >= 2 {
 		threadCounts = append(threadCounts, 2)
 	}
-	const rounds = 3
+	const rounds = 5
 	results := make(map[string][]float64)
 	for range rounds {
 		for _, threads := range threadCounts {
@@ -304,12 +304,15 @@ func BenchmarkVethForwarding(b *testing.B) {
 	}
 	median := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 	var out strings.Builder
-	fmt.Fprintf(&out, "\nveth forwarding, live frames from pktgen, %d frames per thread, median of %d rounds\n", perThread, rounds)
-	fmt.Fprintf(&out, "%-8s %16s %16s %8s\n", "threads", "bare bounce Mpps", "balancer Mpps", "ratio")
+	fmt.Fprintf(&out, "\nveth forwarding, live frames from pktgen, %d frames per thread, median (min-max) of %d alternating rounds\n", perThread, rounds)
+	fmt.Fprintf(&out, "%-8s %22s %22s %8s\n", "threads", "bare bounce Mpps", "balancer Mpps", "ratio")
+	spread := func(v []float64) string {
+		return fmt.Sprintf("%.2f (%.2f-%.2f)", median(v)/1e6, slices.Min(v)/1e6, slices.Max(v)/1e6)
+	}
 	for _, threads := range threadCounts {
-		bare := median(results[fmt.Sprintf("bounce/%d", threads)])
-		fwd := median(results[fmt.Sprintf("lb/%d", threads)])
-		fmt.Fprintf(&out, "%-8d %16.2f %16.2f %7.0f%%\n", threads, bare/1e6, fwd/1e6, 100*fwd/bare)
+		bares, fwds := results[fmt.Sprintf("bounce/%d", threads)], results[fmt.Sprintf("lb/%d", threads)]
+		bare, fwd := median(bares), median(fwds)
+		fmt.Fprintf(&out, "%-8d %22s %22s %7.0f%%\n", threads, spread(bares), spread(fwds), 100*fwd/bare)
 		b.ReportMetric(fwd/1e6, fmt.Sprintf("Mpps-%dthread", threads))
 		b.ReportMetric(fwd/bare, fmt.Sprintf("ratio-%dthread", threads))
 	}
