@@ -205,7 +205,9 @@ func (c *Config) Validate() error {
 		if in.IsIPv6() {
 			fam = "ipv6"
 		}
-		key := fmt.Sprintf("%s/%s/%d/%v", in.Interface, fam, in.VRID, len(in.UnicastPeers) > 0)
+		// One socket per interface and family carries every instance
+		// on it, unicast or not: the VRID tells them apart.
+		key := fmt.Sprintf("%s/%s/%d", in.Interface, fam, in.VRID)
 		if other, ok := vrids[key]; ok {
 			errs = append(errs, fmt.Errorf("vrrp_instance %s: virtual_router_id %d on %s is already used by %s", in.Name, in.VRID, in.Interface, other))
 		}

@@ -16,11 +16,21 @@ type vrrpMode struct {
 	interval time.Duration
 	auth     bool // VRRPv2 simple password
 	unicast  bool
+	ipv6     bool // an IPv6 VIP: adverts from link-local addresses to ff02::12
+}
+
+// vip is the mode's virtual address.
+func (m vrrpMode) vip(v4 string) netip.Addr {
+	if m.ipv6 {
+		return netip.MustParseAddr("2001:db8:" + strings.ReplaceAll(strings.TrimSuffix(v4, ".100"), ".", ":") + "::100")
+	}
+	return netip.MustParseAddr(v4)
 }
 
 var interopModes = []vrrpMode{
 	{name: "v2-pass-multicast", version: 2, interval: time.Second, auth: true},
 	{name: "v3-multicast", version: 3, interval: 100 * time.Millisecond},
+	{name: "v3-ipv6-multicast", version: 3, interval: 100 * time.Millisecond, ipv6: true},
 	{name: "v3-unicast", version: 3, interval: 100 * time.Millisecond, unicast: true},
 	{name: "v2-unicast", version: 2, interval: time.Second, unicast: true},
 }
@@ -37,7 +47,11 @@ func (m vrrpMode) conf(prio int, self, peer *host, vip netip.Addr) string {
 	if m.unicast {
 		fmt.Fprintf(&b, "    unicast_src_ip %s\n    unicast_peer {\n        %s\n    }\n", self.addr, peer.addr)
 	}
-	fmt.Fprintf(&b, "    virtual_ipaddress {\n        %s/24\n    }\n}\n", vip)
+	bits := 24
+	if vip.Is6() {
+		bits = 64
+	}
+	fmt.Fprintf(&b, "    virtual_ipaddress {\n        %s/%d\n    }\n}\n", vip, bits)
 	return b.String()
 }
 
@@ -76,7 +90,7 @@ func interop(t *testing.T, m vrrpMode, xkeepMaster bool) {
 	l := newLab(t)
 	hm := l.host("m", "10.60.0.1")
 	hb := l.host("b", "10.60.0.2")
-	vip := netip.MustParseAddr("10.60.0.100")
+	vip := m.vip("10.60.0.100")
 	const prioM, prioB = 150, 100
 	confM, confB := m.conf(prioM, hm, hb, vip), m.conf(prioB, hb, hm, vip)
 	startM := func() *daemon {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,7 +34,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	xkeepBin = filepath.Join(dir, "xkeep")
-	build := exec.Command("go", "build", "-o", xkeepBin, "github.com/xkeep/xkeep/cmd/xkeep")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		// sudo may drop PATH; the toolchain running this test has one.
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goBin, "build", "-o", xkeepBin, "github.com/xkeep/xkeep/cmd/xkeep")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build xkeep:", err)
@@ -164,7 +170,7 @@ func (h *host) start(kind string, cmd *exec.Cmd, vpid string) *daemon {
 	d.proc = p
 	h.t.Cleanup(func() {
 		d.kill()
-		if h.t.Failed() {
+		if h.t.Failed() || os.Getenv("XKEEP_TEST_LOGS") != "" {
 			h.t.Logf("--- %s log on %s ---\n%s", kind, h.name, d.log.String())
 		}
 	})
