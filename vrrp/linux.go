@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -54,12 +55,74 @@ func setsockopts(sc syscall.RawConn, fn func(fd int) error) error {
 }
 
 type conn4 struct {
-	pc  *net.IPConn
-	sc  syscall.RawConn
+	*rawSock
+	mu sync.Mutex
+	id uint16
+}
+
+// rawSock is a socket set up through the net and x/net packages, then
+// detached from Go's poller: the router's epoll loop reads it directly
+// (a socket left in Go's poller would wake the runtime for every packet
+// even when nobody reads). Read, for the portable loop, puts it back
+// into the poller on first use.
+type rawSock struct {
+	fd  int
+	ufd int // urgent socket, see urgentSocket
 	buf []byte
 	oob []byte
-	mu  sync.Mutex
-	id  uint16
+
+	once sync.Once
+	file *os.File
+	sc   syscall.RawConn
+}
+
+// detach takes the socket out of pc: a duplicate descriptor, with pc
+// closed (which removes it from Go's poller).
+func detach(pc *net.IPConn) (int, error) {
+	sc, err := pc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := sc.Control(func(f uintptr) { fd, derr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	pc.Close()
+	return fd, derr
+}
+
+func newRawSock(fd int, ifi *net.Interface, is6 bool) (*rawSock, error) {
+	s := &rawSock{fd: fd, buf: make([]byte, 65536), oob: make([]byte, 512)}
+	var err error
+	if s.ufd, err = urgentSocket(ifi, is6); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return s, nil
+}
+
+// pollable returns the socket as a RawConn in Go's poller.
+func (s *rawSock) pollable() syscall.RawConn {
+	s.once.Do(func() {
+		s.file = os.NewFile(uintptr(s.fd), "vrrp")
+		s.sc, _ = s.file.SyscallConn()
+	})
+	return s.sc
+}
+
+func (s *rawSock) sysfd() int    { return s.fd }
+func (s *rawSock) urgentfd() int { return s.ufd }
+
+func (s *rawSock) Close() error {
+	unix.Close(s.ufd)
+	var file *os.File
+	s.once.Do(func() {}) // no poller registration after Close
+	file = s.file
+	if file != nil {
+		return file.Close()
+	}
+	return unix.Close(s.fd)
 }
 
 func listen4(ifi *net.Interface) (*conn4, error) {
@@ -101,16 +164,39 @@ func listen4(ifi *net.Interface) (*conn4, error) {
 		pc.Close()
 		return nil, err
 	}
-	return &conn4{pc: pc, sc: sc, buf: make([]byte, 65536), oob: make([]byte, 512)}, nil
+	fd, err := detach(pc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newRawSock(fd, ifi, false)
+	if err != nil {
+		return nil, err
+	}
+	return &conn4{rawSock: s}, nil
 }
 
 // Read returns the next advert with its IP header (the raw socket hands
 // the whole datagram over).
 func (c *conn4) Read() (*packet.Packet, time.Duration, error) {
-	n, oobn, err := recvmsg(c.sc, c.buf, c.oob)
+	n, oobn, err := recvmsg(c.pollable(), c.buf, c.oob)
 	if err != nil {
 		return nil, 0, err
 	}
+	return c.decode(n, oobn)
+}
+
+func (c *conn4) tryRead() (*packet.Packet, time.Duration, error) {
+	n, oobn, err := recvmsgNoName(c.fd, c.buf, c.oob)
+	if err == unix.EAGAIN {
+		return nil, 0, errWouldBlock
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return c.decode(n, oobn)
+}
+
+func (c *conn4) decode(n, oobn int) (*packet.Packet, time.Duration, error) {
 	age := time.Duration(0)
 	cmsgs, _ := unix.ParseSocketControlMessage(c.oob[:oobn])
 	for _, m := range cmsgs {
@@ -136,6 +222,21 @@ func recvmsg(sc syscall.RawConn, buf, oob []byte) (n, oobn int, err error) {
 	return n, oobn, rerr
 }
 
+// recvmsgNoName is recvmsg(2) without the source address (the IPv4
+// header has it), which spares x/sys/unix's sockaddr conversion and its
+// getsockopt per packet.
+func recvmsgNoName(fd int, buf, oob []byte) (n, oobn int, err error) {
+	iov := unix.Iovec{Base: &buf[0]}
+	iov.SetLen(len(buf))
+	msg := unix.Msghdr{Iov: &iov, Iovlen: 1, Control: &oob[0]}
+	msg.SetControllen(len(oob))
+	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
+	if errno != 0 {
+		return 0, 0, errno
+	}
+	return int(r), int(msg.Controllen), nil
+}
+
 // timestamp reads an SO_TIMESTAMPNS control message.
 func timestamp(m unix.SocketControlMessage) (time.Time, bool) {
 	if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SO_TIMESTAMPNS || len(m.Data) < 16 {
@@ -154,26 +255,12 @@ func (c *conn4) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
 	}
 	b := append(packet.EncodeIPv4Header(src, dst, ttl, c.id, len(msg)), msg...)
 	c.mu.Unlock()
-	var werr error
-	err := c.sc.Write(func(fd uintptr) bool {
-		werr = unix.Sendto(int(fd), b, 0, &unix.SockaddrInet4{Addr: dst.As4()})
-		return werr != unix.EAGAIN
-	})
-	if err != nil {
-		return err
-	}
-	return werr
+	return unix.Sendto(c.fd, b, unix.MSG_DONTWAIT, &unix.SockaddrInet4{Addr: dst.As4()})
 }
 
-func (c *conn4) Close() error { return c.pc.Close() }
-
 type conn6 struct {
-	pc  *net.IPConn
-	sc  syscall.RawConn
-	p   *ipv6.PacketConn
+	*rawSock
 	ifi *net.Interface
-	buf []byte
-	oob []byte
 }
 
 func listen6(ifi *net.Interface) (*conn6, error) {
@@ -207,14 +294,22 @@ func listen6(ifi *net.Interface) (*conn6, error) {
 		pc.Close()
 		return nil, err
 	}
-	return &conn6{pc: pc, sc: sc, p: p, ifi: ifi, buf: make([]byte, 65536), oob: make([]byte, 512)}, nil
+	fd, err := detach(pc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newRawSock(fd, ifi, true)
+	if err != nil {
+		return nil, err
+	}
+	return &conn6{rawSock: s, ifi: ifi}, nil
 }
 
 func (c *conn6) Read() (*packet.Packet, time.Duration, error) {
 	var n, oobn int
 	var from unix.Sockaddr
 	var rerr error
-	err := c.sc.Read(func(fd uintptr) bool {
+	err := c.pollable().Read(func(fd uintptr) bool {
 		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), c.buf, c.oob, unix.MSG_DONTWAIT)
 		return rerr != unix.EAGAIN
 	})
@@ -224,6 +319,21 @@ func (c *conn6) Read() (*packet.Packet, time.Duration, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	return c.decode(n, oobn, from)
+}
+
+func (c *conn6) tryRead() (*packet.Packet, time.Duration, error) {
+	n, oobn, _, from, err := unix.Recvmsg(c.fd, c.buf, c.oob, unix.MSG_DONTWAIT)
+	if err == unix.EAGAIN {
+		return nil, 0, errWouldBlock
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return c.decode(n, oobn, from)
+}
+
+func (c *conn6) decode(n, oobn int, from unix.Sockaddr) (*packet.Packet, time.Duration, error) {
 	sa, ok := from.(*unix.SockaddrInet6)
 	if !ok {
 		return nil, 0, &packet.DecodeError{Reason: packet.ReasonIP, Msg: "no IPv6 source address"}
@@ -256,11 +366,58 @@ func (c *conn6) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
 	if src.IsValid() {
 		cm.Src = src.AsSlice()
 	}
-	_, err := c.p.WriteTo(msg, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: c.ifi.Name})
+	_, err := unix.SendmsgN(c.fd, msg, cm.Marshal(), &unix.SockaddrInet6{Addr: dst.As16(), ZoneId: uint32(c.ifi.Index)}, unix.MSG_DONTWAIT)
 	return err
 }
 
-func (c *conn6) Close() error { return c.pc.Close() }
+// urgentSocket opens a second VRRP socket on the interface that only
+// queues adverts with priority 0 (a classic BPF filter reads the
+// priority byte). A backup leaves its main socket unread between
+// timer expiries and wakes at once only for these: the adverts that
+// merely push its Master_Down_Timer on are read, with their kernel
+// arrival times, when the timer would fire.
+func urgentSocket(ifi *net.Interface, is6 bool) (int, error) {
+	fam, level := unix.AF_INET, unix.IPPROTO_IP
+	if is6 {
+		fam, level = unix.AF_INET6, unix.IPPROTO_IPV6
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, packet.Protocol)
+	if err != nil {
+		return -1, fmt.Errorf("urgent socket: %w", err)
+	}
+	// IPv4 raw sockets see the IP header: the priority is 2 bytes after
+	// it. IPv6 raw sockets see the VRRP message itself.
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LDX | unix.BPF_B | unix.BPF_MSH, K: 0},
+		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_IND, K: 2},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: 0, Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	}
+	if is6 {
+		prog[0] = unix.SockFilter{Code: unix.BPF_LDX | unix.BPF_IMM, K: 0}
+	}
+	err = unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	if err == nil {
+		err = unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+	}
+	if err == nil && !is6 {
+		err = unix.SetsockoptInt(fd, level, unix.IP_MULTICAST_ALL, 0)
+		if err == nil {
+			err = unix.SetsockoptIPMreqn(fd, level, unix.IP_ADD_MEMBERSHIP,
+				&unix.IPMreqn{Multiaddr: packet.GroupIPv4.As4(), Ifindex: int32(ifi.Index)})
+		}
+	}
+	if err == nil && is6 {
+		err = unix.SetsockoptIPv6Mreq(fd, level, unix.IPV6_JOIN_GROUP,
+			&unix.IPv6Mreq{Multiaddr: packet.GroupIPv6.As16(), Interface: uint32(ifi.Index)})
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("urgent socket: %w", err)
+	}
+	return fd, nil
+}
 
 // PrimaryAddr returns the interface's first primary IPv4 address, or its
 // IPv6 link-local address.

@@ -931,6 +931,14 @@ func (m *Machine) Status() []InstanceStatus {
 	return out
 }
 
+// State returns an instance's state (StateInit for an unknown one).
+func (m *Machine) State(name string) State {
+	if in, ok := m.byName[name]; ok {
+		return in.state
+	}
+	return StateInit
+}
+
 // CountDrop counts a packet the runtime dropped for an instance before
 // it reached the machine.
 func (m *Machine) CountDrop(instance string, r packet.Reason) {

@@ -30,6 +30,11 @@ type Deps struct {
 	OnStateChange func(StateChanged)
 }
 
+// maxPacketAge bounds how old a kernel receive timestamp may be to be
+// believed (a backup reads its socket lazily, up to a Master_Down_Interval
+// after arrival); older ones count as received now.
+const maxPacketAge = 20 * time.Minute
+
 // StopTimeout bounds a graceful stop: priority 0 adverts and address
 // removal happen at once; notify_stop scripts get the rest.
 const StopTimeout = 1500 * time.Millisecond
@@ -50,8 +55,10 @@ type Router struct {
 
 	conns  map[connKey]*conn
 	events chan event
-	reload chan reloadReq
 	notes  chan StateChanged
+	// poll is the epoll loop's state when the dependencies are the real
+	// ones (see poll_linux.go); nil runs the portable channel loop.
+	poll *poller
 
 	scriptCancel context.CancelFunc
 	scriptsWG    sync.WaitGroup
@@ -82,6 +89,7 @@ type event struct {
 	reason packet.Reason // a dropped packet
 	link   *LinkChanged
 	script *ScriptResult
+	reload *reloadReq
 }
 
 type reloadReq struct {
@@ -113,7 +121,6 @@ func NewRouter(cfg Config, deps Deps) (*Router, error) {
 		errors:  map[packet.Reason]uint64{},
 		conns:   map[connKey]*conn{},
 		events:  make(chan event, 256),
-		reload:  make(chan reloadReq),
 		notes:   make(chan StateChanged, 1024),
 		stopped: make(chan struct{}),
 	}, nil
@@ -145,15 +152,13 @@ func (r *Router) Reload(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	req := reloadReq{cfg: cfg, done: make(chan error, 1)}
-	select {
-	case r.reload <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	req := &reloadReq{cfg: cfg, done: make(chan error, 1)}
+	r.post(event{reload: req})
 	select {
 	case err := <-req.done:
 		return err
+	case <-r.stopped:
+		return errors.New("vrrp router is stopped")
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -164,6 +169,14 @@ func (r *Router) Reload(ctx context.Context, cfg Config) error {
 // scripts run, within StopTimeout.
 func (r *Router) Run(ctx context.Context) error {
 	clock := r.deps.Clock
+	if r.pollable() {
+		p, err := newPoller()
+		if err != nil {
+			r.log.Warn("epoll loop unavailable; using the portable loop", "err", err)
+		} else {
+			r.poll = p
+		}
+	}
 	linkCtx, stopLinks := context.WithCancel(context.Background())
 	defer stopLinks()
 	links, err := r.deps.Network.Links()
@@ -192,6 +205,9 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		r.shutdown(notesDone)
 		return err
+	}
+	if r.poll != nil {
+		return r.runPolled(ctx, notesDone)
 	}
 
 	timer := clock.NewTimer(time.Hour)
@@ -238,11 +254,6 @@ func (r *Router) Run(ctx context.Context) error {
 				}
 			}
 			r.mu.Unlock()
-		case req := <-r.reload:
-			r.mu.Lock()
-			err := r.apply(clock.Now(), req.cfg)
-			r.mu.Unlock()
-			req.done <- err
 		}
 	}
 }
@@ -253,7 +264,22 @@ func (r *Router) post(ev event) {
 	}
 	select {
 	case r.events <- ev:
+		if r.poll != nil {
+			r.poll.wake()
+		}
 	case <-r.stopped:
+	}
+}
+
+// drainEvents handles every queued event; r.mu is held.
+func (r *Router) drainEvents() {
+	for {
+		select {
+		case ev := <-r.events:
+			r.handle(ev)
+		default:
+			return
+		}
 	}
 }
 
@@ -274,6 +300,9 @@ func (r *Router) handle(ev event) {
 		r.m.Step(ev.at, *ev.link)
 	case ev.script != nil:
 		r.m.Step(ev.at, *ev.script)
+	case ev.reload != nil:
+		ev.reload.done <- r.apply(r.deps.Clock.Now(), ev.reload.cfg)
+		return
 	}
 	r.do(r.m.Ready())
 }
@@ -312,8 +341,16 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 				continue
 			}
 			cn := &conn{key: key, c: c}
+			if r.poll != nil {
+				if err := r.poll.add(cn); err != nil {
+					c.Close()
+					errs = append(errs, fmt.Errorf("vrrp_instance %s: poll VRRP socket on %s: %w", ic.Name, key.ifname, err))
+					continue
+				}
+			} else {
+				go r.read(cn)
+			}
 			r.conns[key] = cn
-			go r.read(cn)
 		}
 		insts[ic.Name] = &runInstance{cfg: *ic, key: key}
 	}
@@ -331,6 +368,9 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 			used = used || ri.key == key
 		}
 		if !used {
+			if r.poll != nil {
+				r.poll.remove(c)
+			}
 			c.c.Close()
 			delete(r.conns, key)
 		}
@@ -360,7 +400,7 @@ func (r *Router) read(c *conn) {
 	for {
 		p, age, err := c.c.Read()
 		at := r.deps.Clock.Now()
-		if age > 0 && age < time.Second {
+		if age > 0 && age < maxPacketAge {
 			at = at.Add(-age)
 		}
 		if err != nil {
@@ -603,8 +643,14 @@ func (r *Router) shutdown(notesDone chan struct{}) {
 	}
 	r.mu.Lock()
 	for k, c := range r.conns {
+		if r.poll != nil {
+			r.poll.remove(c)
+		}
 		c.c.Close()
 		delete(r.conns, k)
+	}
+	if r.poll != nil {
+		r.poll.close()
 	}
 	r.mu.Unlock()
 	r.scriptsWG.Wait()
