@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -226,15 +225,7 @@ func recvmsg(sc syscall.RawConn, buf, oob []byte) (n, oobn int, err error) {
 // header has it), which spares x/sys/unix's sockaddr conversion and its
 // getsockopt per packet.
 func recvmsgNoName(fd int, buf, oob []byte) (n, oobn int, err error) {
-	iov := unix.Iovec{Base: &buf[0]}
-	iov.SetLen(len(buf))
-	msg := unix.Msghdr{Iov: &iov, Iovlen: 1, Control: &oob[0]}
-	msg.SetControllen(len(oob))
-	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
-	if errno != 0 {
-		return 0, 0, errno
-	}
-	return int(r), int(msg.Controllen), nil
+	return rawRecvmsg(fd, buf, oob, nil)
 }
 
 // timestamp reads an SO_TIMESTAMPNS control message.
@@ -255,7 +246,7 @@ func (c *conn4) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
 	}
 	b := append(packet.EncodeIPv4Header(src, dst, ttl, c.id, len(msg)), msg...)
 	c.mu.Unlock()
-	return unix.Sendto(c.fd, b, unix.MSG_DONTWAIT, &unix.SockaddrInet4{Addr: dst.As4()})
+	return rawSendto4(c.fd, b, dst)
 }
 
 type conn6 struct {
@@ -323,14 +314,15 @@ func (c *conn6) Read() (*packet.Packet, time.Duration, error) {
 }
 
 func (c *conn6) tryRead() (*packet.Packet, time.Duration, error) {
-	n, oobn, _, from, err := unix.Recvmsg(c.fd, c.buf, c.oob, unix.MSG_DONTWAIT)
+	var name unix.RawSockaddrInet6
+	n, oobn, err := rawRecvmsg(c.fd, c.buf, c.oob, &name)
 	if err == unix.EAGAIN {
 		return nil, 0, errWouldBlock
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	return c.decode(n, oobn, from)
+	return c.decode(n, oobn, &unix.SockaddrInet6{Addr: name.Addr, ZoneId: name.Scope_id})
 }
 
 func (c *conn6) decode(n, oobn int, from unix.Sockaddr) (*packet.Packet, time.Duration, error) {
@@ -366,8 +358,7 @@ func (c *conn6) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
 	if src.IsValid() {
 		cm.Src = src.AsSlice()
 	}
-	_, err := unix.SendmsgN(c.fd, msg, cm.Marshal(), &unix.SockaddrInet6{Addr: dst.As16(), ZoneId: uint32(c.ifi.Index)}, unix.MSG_DONTWAIT)
-	return err
+	return rawSendmsg6(c.fd, msg, cm.Marshal(), dst, c.ifi.Index)
 }
 
 // urgentSocket opens a second VRRP socket on the interface that only

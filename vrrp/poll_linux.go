@@ -160,7 +160,7 @@ func (p *poller) arm(d time.Duration, armed bool) {
 	if armed {
 		spec.Value = unix.NsecToTimespec(int64(max(d, time.Nanosecond)))
 	}
-	_ = unix.TimerfdSettime(p.tfd, 0, &spec, nil)
+	_ = rawTimerfdSettime(p.tfd, &spec)
 }
 
 func (p *poller) close() {
@@ -182,7 +182,7 @@ func (p *poller) wait(events []unix.EpollEvent) (int, error) {
 	var n int
 	var werr error
 	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), events, 0)
+		n, werr = rawEpollWait0(int(fd), events)
 		if werr == unix.EINTR {
 			werr = nil
 		}
@@ -230,10 +230,10 @@ func (r *Router) runPolled(ctx context.Context, notesDone chan struct{}) error {
 		for _, e := range events[:n] {
 			switch fd := int(e.Fd); fd {
 			case r.poll.tfd:
-				_, _ = unix.Read(fd, buf[:])
+				_, _ = rawRead(fd, buf[:])
 				fired = true
 			case r.poll.efd:
-				_, _ = unix.Read(fd, buf[:])
+				_, _ = rawRead(fd, buf[:])
 			default:
 				if c, ok := r.poll.conns[fd]; ok {
 					r.readAll(c)
@@ -241,7 +241,7 @@ func (r *Router) runPolled(ctx context.Context, notesDone chan struct{}) error {
 					// The copy only woke us: the advert itself is read
 					// from the main socket, in order.
 					for range 64 {
-						if _, _, err := unix.Recvfrom(fd, buf[:], unix.MSG_DONTWAIT); err != nil {
+						if _, err := rawRead(fd, buf[:]); err != nil {
 							break
 						}
 					}
