@@ -14,7 +14,7 @@ import (
 func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("xkeep reload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	socket := fs.String("socket", api.DefaultSocket, "control socket of the running daemon")
+	socket := fs.String("socket", defaultSocket(), "control socket of the running daemon")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

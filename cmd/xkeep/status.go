@@ -15,7 +15,7 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("xkeep status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	socket := fs.String("socket", api.DefaultSocket, "control socket of the running daemon")
+	socket := fs.String("socket", defaultSocket(), "control socket of the running daemon")
 	asJSON := fs.Bool("json", false, "print the snapshot as JSON")
 	watch := fs.Bool("watch", false, "refresh until interrupted")
 	every := fs.Duration("interval", 2*time.Second, "refresh interval with --watch")

@@ -1,111 +1,194 @@
-// Package daemon is what `xkeep run` runs: it reads the configuration,
-// translates it into each part's own types and runs the parts. Today that
-// is the VRRP engine; health checks and the dataplane attach here through
-// the same pattern (translate in a <part>config.go file, start in Run,
-// diff on Reload, react to VRRP transitions with OnStateChange).
+// Package daemon is what `xkeep run` runs: it reads keepalived.conf,
+// translates it into each part's own types (vrrpconfig.go, healthconfig.go,
+// dataplaneconfig.go) and runs the parts:
+//
+//   - the VRRP engine (vrrp.Router) moves the virtual addresses;
+//   - the health checker (health.Manager) judges the real servers;
+//   - one owner goroutine (reconcile.go) keeps the dataplane's desired
+//     state equal to the configuration's services, the checkers' verdicts
+//     and the VIPs this node is MASTER for. desired.go, pure and
+//     table-tested, is the only place that knows what a VRRP state means
+//     for the dataplane.
+//
+// Reload re-reads the file and, when every part accepts it, applies only
+// the difference (unchanged instances keep their state and addresses,
+// unchanged real servers their health, the dataplane's diff keeps flows
+// of unchanged backends); on any error nothing changes. Snapshot builds
+// the status that `xkeep status`, the control socket and the metrics
+// share, reading counters from the dataplane at request time.
 package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/xkeep/xkeep/config"
+	"github.com/xkeep/xkeep/dataplane"
+	"github.com/xkeep/xkeep/internal/health"
 	"github.com/xkeep/xkeep/vrrp"
 )
 
-// Options configure a Daemon.
+// Options configure a Daemon. Zero values pick the real thing.
 type Options struct {
 	// ConfigPath is the keepalived.conf to run.
 	ConfigPath string
 	// Load is passed to config.Load (config id, dataplane, ...).
 	Load   config.LoadOptions
 	Logger *slog.Logger
+	// Dataplane says which forwarder to open and how.
+	Dataplane DataplaneOptions
 	// VRRPDeps builds the VRRP engine's I/O; nil uses the real ones in
 	// the process's network namespace. Tests pass vrrptest fakes.
 	VRRPDeps func(allowInsecureScripts bool) vrrp.Deps
+	// Health holds the health checker's edges (Clock, Dialer, Scripts,
+	// Random); its Logger is set from Logger.
+	Health health.Options
+	// Clock drives the daemon's own timers: dataplane retries and the
+	// startup hold (default health.SystemClock).
+	Clock health.Clock
+	// Addresses finds where addresses of unmanaged VIPs live (default:
+	// netlink in the process's namespace).
+	Addresses AddressBook
+	// ReadFile reads the SSL block's certificates (default os.ReadFile).
+	ReadFile func(string) ([]byte, error)
 }
 
-// Daemon runs one configuration. Create it with New, register hooks,
-// then Run it; Reload and the status methods may be called while it runs.
+// Daemon runs one configuration. Create it with New, then Run it; Reload
+// and Snapshot may be called from any goroutine while it runs.
 type Daemon struct {
-	opts Options
-	log  *slog.Logger
+	opts  Options
+	log   *slog.Logger
+	clock health.Clock
+	caps  capabilities
 
-	mu     sync.Mutex
-	cfg    *config.Config
 	router *vrrp.Router
-	hooks  []func(vrrp.StateChanged)
+	checks *health.Manager
+	secure *atomic.Bool // enable_script_security for health scripts
+
+	reloadMu sync.Mutex // one reload at a time
+	wake     chan struct{}
+
+	mu      sync.Mutex
+	cur     *loaded
+	started time.Time
+	reloads reloadStats
+	// transitions counts each instance's state changes (the engine
+	// reports them; it does not count them).
+	transitions map[string]uint64
+	hooks       []func(vrrp.StateChanged)
+	dp          dataplane.Dataplane // nil until a service needs one
+	resumed     bool                // dp was still forwarding from a previous run
+	apply       applyStats
 }
 
-// New loads and checks the configuration. Configuration warnings are
-// logged; errors are returned with their file:line:col.
+type reloadStats struct {
+	count, failures uint64
+	lastAt          time.Time
+	lastOK          bool
+	lastErr         string
+	lastTook        time.Duration
+}
+
+// New loads the configuration and prepares every part; it starts
+// nothing. Configuration warnings are logged; errors are returned, each
+// with its file:line:col (ConfigErrors lists them). The dataplane is
+// opened here when the configuration has virtual servers (or a previous
+// run left XDP state pinned), so a missing kernel feature fails the start.
 func New(opts Options) (*Daemon, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.VRRPDeps == nil {
 		opts.VRRPDeps = vrrp.LinuxDeps
 	}
-	d := &Daemon{opts: opts, log: log}
-	cfg, vcfg, err := d.load()
+	if opts.Clock == nil {
+		opts.Clock = health.SystemClock{}
+	}
+	if opts.Addresses == nil {
+		opts.Addresses = netlinkAddresses{}
+	}
+	if opts.ReadFile == nil {
+		opts.ReadFile = os.ReadFile
+	}
+	d := &Daemon{
+		opts:        opts,
+		log:         opts.Logger,
+		clock:       opts.Clock,
+		caps:        opts.Dataplane.capabilities(),
+		secure:      &atomic.Bool{},
+		wake:        make(chan struct{}, 1),
+		transitions: map[string]uint64{},
+	}
+	l, err := d.load()
+	d.logWarnings(l)
 	if err != nil {
 		return nil, err
 	}
-	deps := opts.VRRPDeps(vcfg.AllowInsecureScripts)
-	deps.Logger = log.With("part", "vrrp")
+	d.cur = l
+	d.secure.Store(!l.vrrp.AllowInsecureScripts)
+
+	deps := opts.VRRPDeps(l.vrrp.AllowInsecureScripts)
+	deps.Logger = d.log.With("part", "vrrp")
 	deps.OnStateChange = d.stateChanged
-	r, err := vrrp.NewRouter(vcfg, deps)
-	if err != nil {
-		return nil, err
+	if d.router, err = vrrp.NewRouter(l.vrrp, deps); err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
-	d.cfg, d.router = cfg, r
+
+	hopts := opts.Health
+	hopts.Logger = d.log.With("part", "health")
+	if hopts.Scripts == nil {
+		hopts.Scripts = health.ExecRunner{}
+	}
+	hopts.Scripts = secureScripts{next: hopts.Scripts, secure: d.secure}
+	if hopts.ShutdownTimeout <= 0 || hopts.ShutdownTimeout > time.Second {
+		hopts.ShutdownTimeout = time.Second // the whole stop takes 2 s at most
+	}
+	if d.checks, err = health.New(l.health, hopts); err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
+	}
+
+	if len(l.plan.Services) > 0 || opts.Dataplane.leftover() {
+		if err := d.openDataplane(); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
-// load reads and translates the configuration file.
-func (d *Daemon) load() (*config.Config, vrrp.Config, error) {
-	cfg, diags, err := config.Load(d.opts.ConfigPath, d.opts.Load)
-	for _, w := range diags.Warnings() {
-		d.log.Warn("configuration", "warning", w.String())
+func (d *Daemon) logWarnings(l *loaded) {
+	if l == nil {
+		return
 	}
-	if err != nil {
-		return nil, vrrp.Config{}, err
-	}
-	vcfg, warns, err := VRRPConfig(cfg)
-	for _, w := range warns {
+	for _, w := range l.warnings {
 		d.log.Warn("configuration", "warning", w)
 	}
-	if err != nil {
-		return nil, vrrp.Config{}, fmt.Errorf("%s: %w", d.opts.ConfigPath, err)
-	}
-	if len(cfg.VirtualServers) > 0 {
-		d.log.Warn("virtual_server blocks are read but not run yet: this daemon runs VRRP only", "count", len(cfg.VirtualServers))
-	}
-	if !vcfg.AllowInsecureScripts {
-		d.log.Info("script security on: scripts a non-root user can change are refused")
-	} else if len(vcfg.Scripts) > 0 || hasNotify(vcfg) {
-		d.log.Warn("scripts are run without enable_script_security: a script writable by a non-root user would still run")
-	}
-	return cfg, vcfg, nil
 }
 
-func hasNotify(c vrrp.Config) bool {
-	for _, in := range c.Instances {
-		if in.Notify != (vrrp.NotifyConfig{}) {
-			return true
-		}
+// openDataplane opens the forwarder; the owner loop retries on failure.
+func (d *Daemon) openDataplane() error {
+	dp, resumed, err := d.opts.Dataplane.open(d.log.With("part", "dataplane"))
+	if err != nil {
+		return fmt.Errorf("dataplane %s: %w", d.opts.Dataplane.name(), err)
 	}
-	return false
+	d.mu.Lock()
+	d.dp, d.resumed = dp, resumed
+	d.mu.Unlock()
+	if resumed {
+		d.log.Info("dataplane still forwarding from the previous run: adopted its state; it keeps serving until VRRP decides")
+	}
+	return nil
 }
 
 // OnStateChange registers fn to be told of every VRRP transition, in
-// order (the dataplane attaches on MASTER and detaches on BACKUP, FAULT
-// and STOP). Register before Run. fn runs on the VRRP notification
-// goroutine: keep it short, it delays later notifications, never the
-// protocol.
+// order. Register before Run. fn runs on the VRRP notification
+// goroutine: keep it short.
 func (d *Daemon) OnStateChange(fn func(vrrp.StateChanged)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -114,46 +197,172 @@ func (d *Daemon) OnStateChange(fn func(vrrp.StateChanged)) {
 
 func (d *Daemon) stateChanged(sc vrrp.StateChanged) {
 	d.mu.Lock()
+	d.transitions[sc.Instance]++
 	hooks := d.hooks
 	d.mu.Unlock()
+	d.kick()
 	for _, h := range hooks {
 		h(sc)
 	}
 }
 
-// Run runs until ctx ends, then stops gracefully (VRRP masters send
-// priority 0 and release their addresses; vrrp.StopTimeout bounds it).
+// kick makes the owner loop recompute the desired state.
+func (d *Daemon) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs until ctx ends, then stops within 2 s: the owner loop stops
+// applying; VRRP masters send priority 0 and remove their addresses (the
+// dataplane keeps forwarding meanwhile, so packets that still reach this
+// node before the new master's gratuitous ARP are not lost) while the
+// health checker runs its omega scripts; then the dataplane is closed
+// (detached, pins removed). It returns early with an error when the VRRP
+// engine cannot start.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.log.Info("running", "config", d.opts.ConfigPath, "vrrp_instances", len(d.cfg.Instances))
-	err := d.router.Run(ctx)
-	d.log.Info("stopped")
-	return err
+	d.mu.Lock()
+	d.started = d.clock.Now()
+	cur, resumed := d.cur, d.resumed
+	d.mu.Unlock()
+	d.log.Info("running", "config", d.opts.ConfigPath, "vrrp_instances", len(cur.cfg.Instances),
+		"virtual_servers", len(cur.cfg.VirtualServers), "services", len(cur.plan.Services), "dataplane", d.opts.Dataplane.name())
+
+	bg := context.WithoutCancel(ctx)
+	vctx, stopVRRP := context.WithCancel(bg)
+	hctx, stopHealth := context.WithCancel(bg)
+	rctx, stopReconcile := context.WithCancel(bg)
+	defer stopVRRP()
+	defer stopHealth()
+	defer stopReconcile()
+
+	vrrpDone := make(chan error, 1)
+	go func() { vrrpDone <- d.router.Run(vctx) }()
+	healthDone := make(chan error, 1)
+	go func() { healthDone <- d.checks.Run(hctx) }()
+	var hold time.Duration
+	if resumed {
+		hold = holdWindow(cur.vrrp)
+	}
+	reconcileDone := make(chan struct{})
+	go func() {
+		defer close(reconcileDone)
+		d.reconcile(rctx, hold)
+	}()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if err := d.opts.Addresses.Watch(rctx, d.kick); err != nil && rctx.Err() == nil {
+			d.log.Warn("watching addresses failed; unmanaged VIPs moving between interfaces are noticed at the next change", "err", err)
+		}
+	}()
+
+	var runErr error
+	vrrpEnded := false
+	select {
+	case <-ctx.Done():
+	case err := <-vrrpDone:
+		vrrpEnded = true
+		runErr = err
+		if err == nil {
+			runErr = errors.New("vrrp engine stopped unexpectedly")
+		}
+	}
+	stopAt := d.clock.Now()
+	stopReconcile()
+	<-reconcileDone
+	<-watchDone
+	stopVRRP()
+	stopHealth()
+	if !vrrpEnded {
+		if err := <-vrrpDone; err != nil {
+			d.log.Error("vrrp stop", "err", err)
+		}
+	}
+	if err := <-healthDone; err != nil {
+		d.log.Error("health checks stop", "err", err)
+	}
+	d.mu.Lock()
+	dp := d.dp
+	d.dp = nil
+	d.mu.Unlock()
+	if dp != nil {
+		if err := dp.Close(); err != nil {
+			d.log.Error("dataplane close", "err", err)
+		}
+	}
+	d.log.Info("stopped", "took", d.clock.Now().Sub(stopAt).Round(time.Millisecond))
+	return runErr
+}
+
+// holdWindow bounds how long unsettled instances keep serving after a
+// restart: long enough for any instance to hear a master or become one
+// (three adverts plus the skew, which is below one).
+func holdWindow(c vrrp.Config) time.Duration {
+	longest := time.Second
+	for _, in := range c.Instances {
+		longest = max(longest, in.AdvertInterval)
+	}
+	return 4*longest + time.Second
 }
 
 // Reload re-reads the configuration file and applies the difference:
 // new instances start, removed ones stop, unchanged ones keep their
-// state and addresses. A configuration with errors is rejected and the
-// running one stays.
-func (d *Daemon) Reload(ctx context.Context) error {
-	cfg, vcfg, err := d.load()
-	if err != nil {
-		return fmt.Errorf("reload rejected, still running the previous configuration: %w", err)
+// state and addresses; real servers that did not change keep their
+// health; the dataplane changes only what differs. A configuration with
+// any error is rejected and the running one stays: the error lists every
+// problem (ConfigErrors splits them). The warnings come back either way.
+func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	start := d.clock.Now()
+	l, err := d.load()
+	d.logWarnings(l)
+	var warns []string
+	if l != nil {
+		warns = l.warnings
 	}
-	if err := d.router.Reload(ctx, vcfg); err != nil {
-		return fmt.Errorf("reload: %w", err)
+	if err == nil {
+		err = d.router.Reload(ctx, l.vrrp)
 	}
+	if err == nil {
+		// The health configuration was validated with the rest, so this
+		// only fails when the checker is stopping.
+		err = d.checks.Update(l.health)
+	}
+	took := d.clock.Now().Sub(start)
 	d.mu.Lock()
-	d.cfg = cfg
+	d.reloads.count++
+	d.reloads.lastAt, d.reloads.lastTook = start, took
+	d.reloads.lastOK = err == nil
+	d.reloads.lastErr = ""
+	if err != nil {
+		d.reloads.failures++
+		d.reloads.lastErr = err.Error()
+	} else {
+		d.cur = l
+	}
 	d.mu.Unlock()
-	d.log.Info("reloaded", "config", d.opts.ConfigPath, "vrrp_instances", len(cfg.Instances))
-	return nil
+	if err != nil {
+		for _, e := range ConfigErrors(err) {
+			d.log.Error("reload rejected", "error", e)
+		}
+		d.log.Error("reload rejected: still running the previous configuration", "config", d.opts.ConfigPath)
+		return warns, fmt.Errorf("reload rejected, still running the previous configuration: %w", err)
+	}
+	d.secure.Store(!l.vrrp.AllowInsecureScripts)
+	d.kick()
+	d.log.Info("reloaded", "config", d.opts.ConfigPath, "vrrp_instances", len(l.cfg.Instances),
+		"services", len(l.plan.Services), "took", took.Round(time.Microsecond))
+	return warns, nil
 }
 
 // Config returns the configuration running now.
 func (d *Daemon) Config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.cfg
+	return d.cur.cfg
 }
 
 // VRRPStatus returns every instance's state, base and effective
@@ -168,4 +377,11 @@ func (d *Daemon) VRRPErrors() map[string]uint64 {
 		out[string(k)] = v
 	}
 	return out
+}
+
+// Warnings returns the running configuration's warnings.
+func (d *Daemon) Warnings() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.cur.warnings)
 }

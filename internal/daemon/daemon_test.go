@@ -185,7 +185,7 @@ func TestDaemonRunsAndReloads(t *testing.T) {
 		t.Fatalf("first change %+v", sc)
 	}
 	write(inst("VI_1", 1, "10.0.0.100") + inst("VI_2", 2, "10.0.0.200"))
-	if err := d.Reload(ctx); err != nil {
+	if _, err := d.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if sc := <-changes; sc.Instance != "VI_2" || sc.To != vrrp.StateMaster {
@@ -195,7 +195,7 @@ func TestDaemonRunsAndReloads(t *testing.T) {
 		t.Fatalf("VIPs %v", got)
 	}
 	write("vrrp_instance VI_1 {\n virtual_router_id 300\n}\n")
-	if err := d.Reload(ctx); err == nil || !strings.Contains(err.Error(), "reload rejected") {
+	if _, err := d.Reload(ctx); err == nil || !strings.Contains(err.Error(), "reload rejected") {
 		t.Fatalf("bad reload: %v", err)
 	}
 	if st := d.VRRPStatus(); len(st) != 2 || st[0].State != vrrp.StateMaster || st[1].State != vrrp.StateMaster {

@@ -41,8 +41,11 @@ type Collector struct {
 	backendPackets, backendBytes            *prometheus.Desc
 	backendFlows, backendUp, backendWeight  *prometheus.Desc
 	checkLatency, checkUp                   *prometheus.Desc
-	packetReasons                           *prometheus.Desc
+	checkProbes, checkFailures              *prometheus.Desc
+	packetReasons, vrrpDropped              *prometheus.Desc
+	applies, applyFailures, applyOK         *prometheus.Desc
 	reloadOK, reloadTime, reloads, failures *prometheus.Desc
+	reloadDuration, configWarnings          *prometheus.Desc
 }
 
 // NewCollector returns a collector reading src at every scrape.
@@ -84,11 +87,19 @@ func NewCollector(src Source, log *slog.Logger) *Collector {
 		backendWeight:     d("backend_weight", "Weight the dataplane uses for the real server.", beLabels...),
 		checkLatency:      d("check_latency_seconds", "Duration of the latest health check probe.", append(append([]string{}, beLabels...), "check")...),
 		checkUp:           d("check_up", "1 when the latest health check probe passed.", append(append([]string{}, beLabels...), "check")...),
+		checkProbes:       d("check_probes_total", "Health check probes run.", append(append([]string{}, beLabels...), "check")...),
+		checkFailures:     d("check_failures_total", "Health check probes that failed.", append(append([]string{}, beLabels...), "check")...),
 		packetReasons:     d("dataplane_packets_total", "Dataplane packets by verdict and pass/drop reason.", "reason"),
+		vrrpDropped:       d("vrrp_dropped_packets_total", "Received VRRP packets dropped before they matched an instance (malformed, unknown VRID), by reason.", "reason"),
+		applies:           d("dataplane_applies_total", "Desired states handed to the dataplane."),
+		applyFailures:     d("dataplane_apply_failures_total", "Dataplane applies that failed (retried with backoff)."),
+		applyOK:           d("dataplane_last_apply_successful", "1 when the last dataplane apply succeeded."),
 		reloadOK:          d("config_last_reload_successful", "1 when the last configuration reload succeeded."),
 		reloadTime:        d("config_last_reload_timestamp_seconds", "Time of the last configuration load or reload."),
 		reloads:           d("config_reloads_total", "Configuration reloads attempted."),
 		failures:          d("config_reload_failures_total", "Configuration reloads rejected (the running configuration was kept)."),
+		reloadDuration:    d("config_last_reload_duration_seconds", "How long the last reload took to read, check and apply the configuration."),
+		configWarnings:    d("config_warnings", "Warnings of the running configuration (xkeep status --json lists them)."),
 	}
 }
 
@@ -101,8 +112,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.servicePackets, c.serviceBytes, c.newFlows, c.serviceActive,
 		c.quorumUp, c.sorryActive, c.backendPackets, c.backendBytes,
 		c.backendFlows, c.backendUp, c.backendWeight, c.checkLatency,
-		c.checkUp, c.packetReasons, c.reloadOK, c.reloadTime, c.reloads,
-		c.failures,
+		c.checkUp, c.checkProbes, c.checkFailures, c.packetReasons,
+		c.vrrpDropped, c.applies, c.applyFailures, c.applyOK, c.reloadOK,
+		c.reloadTime, c.reloads, c.failures, c.reloadDuration, c.configWarnings,
 	} {
 		ch <- d
 	}
@@ -167,11 +179,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				cl := append(append([]string{}, bl...), chk.Type)
 				gauge(c.checkLatency, chk.Latency.Seconds(), cl...)
 				gauge(c.checkUp, boolValue(chk.OK), cl...)
+				counter(c.checkProbes, chk.Probes, cl...)
+				counter(c.checkFailures, chk.Failures, cl...)
 			}
 		}
 	}
 	for reason, n := range snap.PacketReasons {
 		counter(c.packetReasons, n, reason)
+	}
+	for reason, n := range snap.VRRPDropped {
+		counter(c.vrrpDropped, n, reason)
+	}
+	counter(c.applies, snap.Apply.Applies)
+	counter(c.applyFailures, snap.Apply.Failures)
+	if snap.Apply.Applies > 0 {
+		gauge(c.applyOK, boolValue(snap.Apply.LastError == ""))
 	}
 	gauge(c.reloadOK, boolValue(snap.Config.Reloads == 0 || snap.Config.LastReloadOK))
 	last := snap.Config.LoadedAt
@@ -183,6 +205,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.reloads, snap.Config.Reloads)
 	counter(c.failures, snap.Config.ReloadFailures)
+	if snap.Config.Reloads > 0 {
+		gauge(c.reloadDuration, snap.Config.LastReloadDuration.Seconds())
+	}
+	gauge(c.configWarnings, float64(len(snap.Config.Warnings)))
 }
 
 // Handler serves /metrics from a registry of its own holding c and the

@@ -44,6 +44,24 @@ type Snapshot struct {
 	Services  []Service  `json:"services"`
 	// PacketReasons counts dataplane packets by verdict and pass/drop reason.
 	PacketReasons map[string]uint64 `json:"packet_reasons,omitempty"`
+	// VRRPDropped counts received VRRP packets dropped before they could
+	// be matched to an instance (malformed, unknown VRID), by reason.
+	VRRPDropped map[string]uint64 `json:"vrrp_dropped,omitempty"`
+	// Apply tells how the dataplane takes its desired state.
+	Apply Apply `json:"apply"`
+	// Errors are problems producing this snapshot (a part that could not
+	// be read); what could be read is filled in.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Apply describes the daemon's calls of the dataplane's Apply.
+type Apply struct {
+	Applies  uint64    `json:"applies"`
+	Failures uint64    `json:"failures"`
+	LastAt   time.Time `json:"last_at,omitzero"`
+	// LastError is the last apply's error; empty when it succeeded. The
+	// daemon retries with backoff.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // Config describes the loaded configuration and its reloads.
@@ -55,6 +73,12 @@ type Config struct {
 	LastReloadOK    bool      `json:"last_reload_ok"`
 	LastReloadAt    time.Time `json:"last_reload_at,omitzero"`
 	LastReloadError string    `json:"last_reload_error,omitempty"`
+	// LastReloadDuration is how long the last reload took to read,
+	// check and apply the configuration.
+	LastReloadDuration time.Duration `json:"last_reload_duration,omitempty"`
+	// Warnings are the running configuration's warnings, as
+	// file:line:col messages.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Instance is one VRRP instance.
@@ -68,9 +92,12 @@ type Instance struct {
 	Priority          int          `json:"priority"`
 	EffectivePriority int          `json:"effective_priority"`
 	Master            netip.Addr   `json:"master,omitzero"`
+	MasterPriority    int          `json:"master_priority,omitempty"`
 	VIPs              []netip.Addr `json:"vips"`
-	Since             time.Time    `json:"since,omitzero"`
-	Counters          VRRPCounters `json:"counters"`
+	// FaultReasons say why the instance is in FAULT.
+	FaultReasons []string     `json:"fault_reasons,omitempty"`
+	Since        time.Time    `json:"since,omitzero"`
+	Counters     VRRPCounters `json:"counters"`
 }
 
 // VRRPCounters are an instance's protocol counters.
@@ -103,8 +130,14 @@ type Service struct {
 	Scheduler   string        `json:"scheduler"`
 	Forward     string        `json:"forward"`
 	Persistence time.Duration `json:"persistence,omitempty"`
-	// Active is true while this node serves the VIP (VRRP MASTER).
-	Active      bool      `json:"active"`
+	// Active is true while this node serves the VIP (VRRP MASTER, or
+	// always for a VIP no instance manages).
+	Active bool `json:"active"`
+	// Instances are the vrrp_instances holding the VIP; empty when none
+	// manages it.
+	Instances []string `json:"instances,omitempty"`
+	// Group is the virtual_server_group the service belongs to.
+	Group       string    `json:"group,omitempty"`
 	Quorum      int       `json:"quorum,omitempty"`
 	QuorumUp    bool      `json:"quorum_up"`
 	SorryServer string    `json:"sorry_server,omitempty"`
@@ -142,9 +175,15 @@ type Backend struct {
 
 // Check is one health checker's latest result.
 type Check struct {
-	Type      string        `json:"type"`
+	Type string `json:"type"`
+	// Target is what it checks: address and port, or the command.
+	Target string `json:"target,omitempty"`
+	// Up is the checker's verdict after retries; OK the latest probe's.
+	Up        bool          `json:"up"`
 	OK        bool          `json:"ok"`
 	LastRun   time.Time     `json:"last_run,omitzero"`
 	Latency   time.Duration `json:"latency"`
 	LastError string        `json:"last_error,omitempty"`
+	Probes    uint64        `json:"probes"`
+	Failures  uint64        `json:"failures"`
 }

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"log/slog"
+	"path/filepath"
+
+	"github.com/xkeep/xkeep/dataplane"
+	"github.com/xkeep/xkeep/dataplane/ipvs"
+	"github.com/xkeep/xkeep/dataplane/xdp"
+)
+
+// Dataplane kinds (--dataplane).
+const (
+	DataplaneXDP  = "xdp"
+	DataplaneIPVS = "ipvs"
+)
+
+// DataplaneOptions choose and configure the packet forwarder.
+type DataplaneOptions struct {
+	// Kind is DataplaneXDP (default) or DataplaneIPVS.
+	Kind string
+	// PinDir is the XDP dataplane's bpffs directory: a daemon started
+	// after a killed one with the same PinDir adopts its maps and links,
+	// so established flows keep their backends.
+	PinDir string
+	// XDPMode is the XDP attach mode.
+	XDPMode xdp.Mode
+	// Open replaces the real constructors (tests). resumed reports that
+	// the forwarder was still forwarding, left by a previous run.
+	Open func(log *slog.Logger) (dp dataplane.Dataplane, resumed bool, err error)
+}
+
+func (o DataplaneOptions) name() string {
+	if o.Kind == "" {
+		return DataplaneXDP
+	}
+	return o.Kind
+}
+
+func (o DataplaneOptions) capabilities() capabilities {
+	if o.name() == DataplaneIPVS {
+		return ipvsCapabilities
+	}
+	return xdpCapabilities
+}
+
+// leftover reports XDP links a previous daemon left pinned: the program
+// is still attached and forwarding, and must be adopted (then kept or
+// detached) even when the configuration has no virtual server any more.
+func (o DataplaneOptions) leftover() bool {
+	return o.Open == nil && o.name() == DataplaneXDP && hasPinnedLinks(o.PinDir)
+}
+
+func hasPinnedLinks(dir string) bool {
+	if dir == "" {
+		return false
+	}
+	links, _ := filepath.Glob(filepath.Join(dir, "link-*"))
+	return len(links) > 0
+}
+
+func (o DataplaneOptions) open(log *slog.Logger) (dataplane.Dataplane, bool, error) {
+	if o.Open != nil {
+		return o.Open(log)
+	}
+	if o.name() == DataplaneIPVS {
+		// ipvs.New's error says to use --dataplane=xdp when the kernel
+		// has no IPVS (errors.Is(err, ipvs.ErrUnavailable)).
+		dp, err := ipvs.New(ipvs.Config{Logger: log})
+		if err != nil {
+			return nil, false, err
+		}
+		return dp, false, nil
+	}
+	resumed := hasPinnedLinks(o.PinDir)
+	dp, err := xdp.New(xdp.Options{Logger: log, PinDir: o.PinDir, Mode: o.XDPMode})
+	if err != nil {
+		return nil, false, err
+	}
+	return dp, resumed, nil
+}
