@@ -137,7 +137,7 @@ func New(opts Options) (*Daemon, error) {
 	deps := opts.VRRPDeps(l.vrrp.AllowInsecureScripts)
 	deps.Logger = d.log.With("part", "vrrp")
 	deps.OnStateChange = d.stateChanged
-	if d.router, err = vrrp.NewRouter(l.vrrp, deps); err != nil {
+	if d.router, err = vrrp.NewRouter(cloneVRRP(l.vrrp), deps); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 
@@ -296,6 +296,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return runErr
 }
 
+// cloneVRRP copies c's slices: the engine fills in defaults and source
+// addresses in the configuration it is given, and the daemon keeps its
+// own copy for status.
+func cloneVRRP(c vrrp.Config) vrrp.Config {
+	c.Instances = slices.Clone(c.Instances)
+	c.Scripts = slices.Clone(c.Scripts)
+	c.SyncGroups = slices.Clone(c.SyncGroups)
+	return c
+}
+
 // holdWindow bounds how long unsettled instances keep serving after a
 // restart: long enough for any instance to hear a master or become one
 // (three adverts plus the skew, which is below one).
@@ -324,7 +334,7 @@ func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
 		warns = l.warnings
 	}
 	if err == nil {
-		err = d.router.Reload(ctx, l.vrrp)
+		err = d.router.Reload(ctx, cloneVRRP(l.vrrp))
 	}
 	if err == nil {
 		// The health configuration was validated with the rest, so this

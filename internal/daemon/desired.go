@@ -53,6 +53,8 @@ func viewOf(st vrrp.InstanceStatus) instanceView {
 
 // runningView is the running parts' state that the desired state follows.
 type runningView struct {
+	// Instances are the running VRRP instances by name; one the engine
+	// does not run yet counts as unsettled.
 	Instances map[string]instanceView
 	Health    health.Snapshot
 	// Local maps addresses of services that no vrrp_instance manages to
@@ -91,7 +93,8 @@ func desiredState(plan servicePlan, run runningView, caps capabilities) desired 
 	serving := func(name string) bool {
 		v, ok := run.Instances[name]
 		if !ok {
-			return false
+			// Not running yet (the engine is starting): undecided.
+			return run.HoldUnsettled
 		}
 		if v.State == vrrp.StateMaster {
 			return true

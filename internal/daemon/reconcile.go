@@ -41,6 +41,7 @@ func (d *Daemon) reconcile(ctx context.Context, hold time.Duration) {
 		backoff    = minRetry
 		lastErrMsg string
 		lastOK     bool
+		retrying   bool // a retry of the last, failed, state is scheduled
 		warned     = map[netip.Addr]bool{}
 		warnedPlan *loaded
 	)
@@ -61,6 +62,7 @@ func (d *Daemon) reconcile(ctx context.Context, hold time.Duration) {
 			retry.Reset(backoff)
 		}
 		backoff = min(2*backoff, maxRetry)
+		retrying = true
 	}
 
 	step := func() {
@@ -110,7 +112,10 @@ func (d *Daemon) reconcile(ctx context.Context, hold time.Duration) {
 			}
 		}
 		want := desiredState(cur.plan, view, d.caps)
-		if haveLast && lastOK && reflect.DeepEqual(want.State, last.State) {
+		// The same state again: done if it was applied; if it failed, the
+		// scheduled retry applies it (events do not hammer a failing
+		// dataplane).
+		if haveLast && (lastOK || retrying) && reflect.DeepEqual(want.State, last.State) {
 			return
 		}
 		err := dp.Apply(want.State)
@@ -151,6 +156,7 @@ func (d *Daemon) reconcile(ctx context.Context, hold time.Duration) {
 		case <-d.wake:
 		case <-d.checks.Changes():
 		case <-retryC:
+			retrying = false
 		case <-holdC:
 			holdC = nil
 			d.log.Debug("startup hold over: unsettled VRRP instances stop serving")
