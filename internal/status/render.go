@@ -26,6 +26,15 @@ func Render(w io.Writer, s Snapshot) error {
 		}
 		fmt.Fprintf(tw, "last reload %s: %s\n", s.Config.LastReloadAt.Format(time.RFC3339), result)
 	}
+	if n := len(s.Config.Warnings); n > 0 {
+		fmt.Fprintf(tw, "configuration warnings: %d (xkeep status --json lists them)\n", n)
+	}
+	if s.Apply.LastError != "" {
+		fmt.Fprintf(tw, "dataplane apply FAILED (%d of %d, retrying): %s\n", s.Apply.Failures, s.Apply.Applies, s.Apply.LastError)
+	}
+	for _, e := range s.Errors {
+		fmt.Fprintf(tw, "error: %s\n", e)
+	}
 
 	fmt.Fprintln(tw, "\nVRRP")
 	fmt.Fprintln(tw, "Instance\tState\tPrio\tEffPrio\tVRID\tVer\tInterface\tMaster\tVIPs\tSent\tRcvd\tErrors")
@@ -46,6 +55,16 @@ func Render(w io.Writer, s Snapshot) error {
 			in.Name, in.State, in.Priority, in.EffectivePriority, in.VRID, in.Version,
 			in.Interface, master, strings.Join(vips, ","),
 			in.Counters.AdvertsSent, in.Counters.AdvertsReceived, errs)
+		if len(in.FaultReasons) > 0 {
+			fmt.Fprintf(tw, "  fault: %s\n", strings.Join(in.FaultReasons, "; "))
+		}
+	}
+	if len(s.VRRPDropped) > 0 {
+		var parts []string
+		for _, k := range sortedKeys(s.VRRPDropped) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, s.VRRPDropped[k]))
+		}
+		fmt.Fprintf(tw, "dropped before matching an instance: %s\n", strings.Join(parts, ", "))
 	}
 
 	fmt.Fprintln(tw, "\nVirtual services")
@@ -67,6 +86,11 @@ func Render(w io.Writer, s Snapshot) error {
 		if svc.SorryActive {
 			flags = append(flags, "sorry")
 		}
+		if len(svc.Instances) > 0 {
+			flags = append(flags, strings.Join(svc.Instances, "+"))
+		} else if svc.FWMark == 0 {
+			flags = append(flags, "no-vrrp")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t\n", svc.Name(), svc.Scheduler,
 			strings.Join(flags, ","), svc.NewFlows, svc.Packets, svc.Bytes)
 		for _, b := range svc.Backends {
@@ -85,9 +109,15 @@ func Render(w io.Writer, s Snapshot) error {
 				forwardName(svc.Forward), weight, health, b.ActiveFlows, b.Packets, b.Bytes)
 		}
 	}
-	if len(s.PacketReasons) > 0 {
-		fmt.Fprintln(tw, "\nDataplane verdicts")
-		for _, k := range sortedKeys(s.PacketReasons) {
+	var reasons []string
+	for _, k := range sortedKeys(s.PacketReasons) {
+		if s.PacketReasons[k] > 0 {
+			reasons = append(reasons, k)
+		}
+	}
+	if len(reasons) > 0 {
+		fmt.Fprintln(tw, "\nDataplane verdicts (non-zero)")
+		for _, k := range reasons {
 			fmt.Fprintf(tw, "  %s\t%d\n", k, s.PacketReasons[k])
 		}
 	}

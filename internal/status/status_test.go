@@ -72,3 +72,32 @@ func TestStateNumberMatchesKeepalived(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderShowsProblems(t *testing.T) {
+	s := sample()
+	s.Instances[0].State = StateFault
+	s.Instances[0].FaultReasons = []string{"track_interface eth1 down"}
+	s.Services[0].Instances = []string{"VI_1"}
+	s.Config.Warnings = []string{"a.conf:1:1: warning: x", "a.conf:2:1: warning: y"}
+	s.Apply = Apply{Applies: 5, Failures: 2, LastError: "xdp apply: service TCP 192.168.8.100:80: lb_algo \"lblc\" not supported"}
+	s.VRRPDropped = map[string]uint64{"vrid": 4}
+	s.PacketReasons = map[string]uint64{"verdict_tx": 30, "pass_vlan_mismatch": 0}
+	s.Errors = []string{"dataplane counters: closed"}
+	var buf bytes.Buffer
+	if err := Render(&buf, s); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"fault: track_interface eth1 down", "configuration warnings: 2",
+		"dataplane apply FAILED (2 of 5, retrying): xdp apply", "dropped before matching an instance: vrid 4",
+		"persistent 50,served,VI_1", "verdict_tx", "error: dataplane counters: closed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "pass_vlan_mismatch") {
+		t.Errorf("zero verdict counters shown:\n%s", out)
+	}
+}

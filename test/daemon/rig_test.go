@@ -246,7 +246,14 @@ type xkeep struct {
 // start runs `xkeep run` in the LB namespace on the configuration file.
 func (r *rig) start(c conf) *xkeep {
 	r.t.Helper()
-	path := r.writeConf(c.render())
+	return r.startConf(c.render(), nil)
+}
+
+// startConf runs `xkeep run` on the configuration text, with env added
+// to the environment.
+func (r *rig) startConf(text string, env []string) *xkeep {
+	r.t.Helper()
+	path := r.writeConf(text)
 	x := &xkeep{r: r, log: &syncBuffer{}, socket: filepath.Join(r.dir, "xkeep.sock")}
 	x.cmd = exec.Command(xkeepBin, "run", "-f", path,
 		"--dataplane", "xdp", "--xdp-mode", "auto",
@@ -255,6 +262,9 @@ func (r *rig) start(c conf) *xkeep {
 		"--pin-dir", r.pinDir,
 		"--log-format", "text", "--log-level", "debug")
 	x.cmd.Stdout, x.cmd.Stderr = x.log, x.log
+	if env != nil {
+		x.cmd.Env = append(os.Environ(), env...)
+	}
 	p, err := r.lb.StartProcess(r.t, x.cmd)
 	if err != nil {
 		r.t.Fatal(err)
