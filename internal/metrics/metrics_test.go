@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -84,5 +85,44 @@ func TestHandlerServesMetricsFromOwnRegistry(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+func TestCollectorExportsApplyReloadAndDrops(t *testing.T) {
+	snap := seedSnapshot()
+	snap.Apply = status.Apply{Applies: 7, Failures: 2, LastError: "xdp apply: boom"}
+	snap.VRRPDropped = map[string]uint64{"vrid": 3}
+	snap.Config = status.Config{Reloads: 2, ReloadFailures: 1, LastReloadOK: false, LastReloadDuration: 1500 * time.Microsecond,
+		Warnings: []string{"a.conf:1:1: warning: x"}}
+	snap.Services[0].Backends[0].Checks = []status.Check{{Type: "TCP_CHECK", OK: true, Latency: 2 * time.Millisecond, Probes: 10, Failures: 1}}
+	c := NewCollector(staticSource{snap: snap}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	want := `
+# HELP xkeep_dataplane_apply_failures_total Dataplane applies that failed (retried with backoff).
+# TYPE xkeep_dataplane_apply_failures_total counter
+xkeep_dataplane_apply_failures_total 2
+# HELP xkeep_dataplane_last_apply_successful 1 when the last dataplane apply succeeded.
+# TYPE xkeep_dataplane_last_apply_successful gauge
+xkeep_dataplane_last_apply_successful 0
+# HELP xkeep_vrrp_dropped_packets_total Received VRRP packets dropped before they matched an instance (malformed, unknown VRID), by reason.
+# TYPE xkeep_vrrp_dropped_packets_total counter
+xkeep_vrrp_dropped_packets_total{reason="vrid"} 3
+# HELP xkeep_config_last_reload_successful 1 when the last configuration reload succeeded.
+# TYPE xkeep_config_last_reload_successful gauge
+xkeep_config_last_reload_successful 0
+# HELP xkeep_config_last_reload_duration_seconds How long the last reload took to read, check and apply the configuration.
+# TYPE xkeep_config_last_reload_duration_seconds gauge
+xkeep_config_last_reload_duration_seconds 0.0015
+# HELP xkeep_config_warnings Warnings of the running configuration (xkeep status --json lists them).
+# TYPE xkeep_config_warnings gauge
+xkeep_config_warnings 1
+# HELP xkeep_check_failures_total Health check probes that failed.
+# TYPE xkeep_check_failures_total counter
+xkeep_check_failures_total{backend="192.168.8.130:80",check="TCP_CHECK",port="80",protocol="TCP",service="TCP 192.168.8.100:80",vip="192.168.8.100"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"xkeep_dataplane_apply_failures_total", "xkeep_dataplane_last_apply_successful", "xkeep_vrrp_dropped_packets_total",
+		"xkeep_config_last_reload_successful", "xkeep_config_last_reload_duration_seconds", "xkeep_config_warnings",
+		"xkeep_check_failures_total"); err != nil {
+		t.Fatal(err)
 	}
 }
