@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,8 @@ type poller struct {
 	ep    *os.File
 	rc    syscall.RawConn
 	conns map[int]*conn
+	// wakefd is efd for wake, which other goroutines call; -1 once closed.
+	wakefd atomic.Int32
 	// urgent maps urgent sockets to their conn.
 	urgent map[int]*conn
 	// lazy holds the conns whose main socket is not watched (every
@@ -64,6 +67,7 @@ type poller struct {
 
 func newPoller() (*poller, error) {
 	p := &poller{epfd: -1, tfd: -1, efd: -1, conns: map[int]*conn{}, urgent: map[int]*conn{}, lazy: map[*conn]bool{}}
+	p.wakefd.Store(-1)
 	var err error
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
@@ -76,6 +80,7 @@ func newPoller() (*poller, error) {
 		p.close()
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
+	p.wakefd.Store(int32(p.efd))
 	for _, fd := range []int{p.tfd, p.efd} {
 		if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
 			p.close()
@@ -151,7 +156,9 @@ func (p *poller) setLazy(c *conn, lazy bool) {
 // wake rings the loop from another goroutine.
 func (p *poller) wake() {
 	var one = [8]byte{1}
-	_, _ = unix.Write(p.efd, one[:])
+	if fd := p.wakefd.Load(); fd >= 0 {
+		_, _ = unix.Write(int(fd), one[:])
+	}
 }
 
 // arm sets the timer to fire d from now; disarm with armed false.
@@ -164,6 +171,7 @@ func (p *poller) arm(d time.Duration, armed bool) {
 }
 
 func (p *poller) close() {
+	p.wakefd.Store(-1)
 	if p.ep != nil {
 		p.ep.Close()
 		p.epfd = -1
