@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 
 	"github.com/xkeep/xkeep/internal/status"
@@ -31,8 +32,8 @@ func TestSIGTERMStopsWithinTwoSeconds(t *testing.T) {
 	adverts := r.watchAdverts()
 	x := r.start(conf{NotifyStop: script + " VI_1"})
 	x.waitServing(10 * time.Second)
-	if !r.hasVIP() || !r.xdpAttached() || len(r.pinned()) == 0 {
-		t.Fatalf("before the stop: VIP %v, XDP attached %v, pins %v", r.hasVIP(), r.xdpAttached(), r.pinned())
+	if !r.hasVIP() || !r.forwarding() || dataplaneKind == "xdp" && len(r.pinned()) == 0 {
+		t.Fatalf("before the stop: VIP %v, dataplane forwarding %v, pins %v", r.hasVIP(), r.forwarding(), r.pinned())
 	}
 
 	took := x.signal(syscall.SIGTERM, 2*time.Second)
@@ -40,8 +41,8 @@ func TestSIGTERMStopsWithinTwoSeconds(t *testing.T) {
 	if r.hasVIP() {
 		t.Error("the VIP is still on eth0")
 	}
-	if r.xdpAttached() {
-		t.Error("an XDP program is still attached to eth0")
+	if r.forwarding() {
+		t.Errorf("the %s dataplane still intercepts VIP traffic", dataplaneKind)
 	}
 	if p := r.pinned(); len(p) != 0 {
 		t.Errorf("pins left in %s: %v", r.pinDir, p)
@@ -69,6 +70,7 @@ func TestSIGTERMStopsWithinTwoSeconds(t *testing.T) {
 // --pin-dir), keeps forwarding while VRRP decides and, master again,
 // every established connection still reaches the same real server.
 func TestSIGKILLThenRestartAdoptsThePins(t *testing.T) {
+	requireXDP(t, "pinned maps and links are the XDP dataplane's")
 	r := newRig(t)
 	x := r.start(conf{})
 	x.waitServing(10 * time.Second)
@@ -217,5 +219,29 @@ func (r *rig) watchXDPDetach() func() int {
 	return func() int {
 		close(stop)
 		return <-done
+	}
+}
+
+// TestIPVSUnavailableSaysUseXDP: on a kernel without IPVS (this
+// machine's), `xkeep run --dataplane=ipvs` refuses to start and names the
+// XDP dataplane.
+func TestIPVSUnavailableSaysUseXDP(t *testing.T) {
+	r := newRig(t)
+	var famErr error
+	if err := r.lb.Do(func() error {
+		_, famErr = netlink.GenlFamilyGet("IPVS")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if famErr == nil {
+		t.Skip("skipped: this kernel has IPVS (the test is about kernels without it)")
+	}
+	x := r.startArgs(conf{}.render(), "--dataplane", "ipvs")
+	if err := x.proc.Wait(); err == nil {
+		t.Fatal("xkeep run --dataplane=ipvs started without IPVS")
+	}
+	if out := x.log.String(); !strings.Contains(out, "the kernel has no IPVS") || !strings.Contains(out, "--dataplane=xdp") {
+		t.Errorf("message does not say to use --dataplane=xdp:\n%s", out)
 	}
 }

@@ -75,8 +75,8 @@ func TestReloadKeepsTheMasterAndItsFlows(t *testing.T) {
 		if len(snap.Services) != wantServices {
 			t.Fatalf("%s: %d services, want %d", when, len(snap.Services), wantServices)
 		}
-		if !r.hasVIP() || !r.xdpAttached() {
-			t.Fatalf("%s: VIP %v, XDP attached %v", when, r.hasVIP(), r.xdpAttached())
+		if !r.hasVIP() || !r.forwarding() {
+			t.Fatalf("%s: VIP %v, dataplane forwarding %v", when, r.hasVIP(), r.forwarding())
 		}
 		askAll(when)
 		return snap

@@ -3,6 +3,10 @@
 // dataplane, and real servers in direct-routing mode, all on one bridge.
 // Everything here is real: packets, processes, kernel state. It needs
 // root; under CI a missing root fails instead of skipping.
+//
+// XKEEP_DAEMON_DATAPLANE=ipvs runs the same tests on the IPVS dataplane
+// (in the test/vm VM: this machine's kernel has no IPVS); XKEEP_BIN names
+// a prebuilt xkeep binary (the VM has no Go toolchain).
 package daemontest
 
 import (
@@ -27,6 +31,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/moby/ipvs"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/vishvananda/netlink"
@@ -39,10 +44,21 @@ import (
 	"github.com/xkeep/xkeep/internal/testnet"
 )
 
-// xkeepBin is the binary TestMain builds once.
+// xkeepBin is the binary TestMain builds once (or $XKEEP_BIN).
 var xkeepBin string
 
+// dataplaneKind is the --dataplane the tests run (xdp unless
+// $XKEEP_DAEMON_DATAPLANE says ipvs).
+var dataplaneKind = "xdp"
+
 func TestMain(m *testing.M) {
+	if k := os.Getenv("XKEEP_DAEMON_DATAPLANE"); k != "" {
+		dataplaneKind = k
+	}
+	if bin := os.Getenv("XKEEP_BIN"); bin != "" {
+		xkeepBin = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "xkeep-daemon-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -253,14 +269,26 @@ func (r *rig) start(c conf) *xkeep {
 // to the environment.
 func (r *rig) startConf(text string, env []string) *xkeep {
 	r.t.Helper()
+	return r.startWith(text, env)
+}
+
+// startArgs runs `xkeep run` with extra flags, which override the rig's.
+func (r *rig) startArgs(text string, args ...string) *xkeep {
+	r.t.Helper()
+	return r.startWith(text, nil, args...)
+}
+
+func (r *rig) startWith(text string, env []string, extra ...string) *xkeep {
+	r.t.Helper()
 	path := r.writeConf(text)
 	x := &xkeep{r: r, log: &syncBuffer{}, socket: filepath.Join(r.dir, "xkeep.sock")}
 	x.cmd = exec.Command(xkeepBin, "run", "-f", path,
-		"--dataplane", "xdp", "--xdp-mode", "auto",
+		"--dataplane", dataplaneKind, "--xdp-mode", "auto",
 		"--metrics-listen", "127.0.0.1:9650",
 		"--socket", x.socket,
 		"--pin-dir", r.pinDir,
 		"--log-format", "text", "--log-level", "debug")
+	x.cmd.Args = append(x.cmd.Args, extra...)
 	x.cmd.Stdout, x.cmd.Stderr = x.log, x.log
 	if env != nil {
 		x.cmd.Env = append(os.Environ(), env...)
@@ -551,6 +579,40 @@ func (r *rig) hasVIP() bool {
 		r.t.Fatal(err)
 	}
 	return ok
+}
+
+// requireXDP skips a test about the XDP dataplane's own behaviour when
+// the tests run on IPVS.
+func requireXDP(t *testing.T, why string) {
+	t.Helper()
+	if dataplaneKind != "xdp" {
+		t.Skipf("skipped on --dataplane=%s: %s", dataplaneKind, why)
+	}
+}
+
+// forwarding reports whether the LB's dataplane intercepts VIP traffic:
+// an XDP program on eth0, or IPVS services.
+func (r *rig) forwarding() bool {
+	r.t.Helper()
+	if dataplaneKind == "ipvs" {
+		return len(r.ipvsServices()) > 0
+	}
+	return r.xdpAttached()
+}
+
+// ipvsServices lists the IPVS services in the LB's namespace.
+func (r *rig) ipvsServices() []*ipvs.Service {
+	r.t.Helper()
+	h, err := ipvs.New(r.lb.Path())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return svcs
 }
 
 // xdpAttached reports whether an XDP program is attached to the LB's

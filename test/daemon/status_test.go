@@ -30,7 +30,7 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("xkeep status: exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{
-		"dataplane xdp", "VI_1", "MASTER", "150", "10.60.0.100",
+		"dataplane " + dataplaneKind, "VI_1", "MASTER", "150", "10.60.0.100",
 		"TCP 10.60.0.100:80", "UDP 10.60.0.100:5353", "rr", "served",
 		"-> 10.60.0.11:80", "-> 10.60.0.12:80", "Route", "up",
 	} {

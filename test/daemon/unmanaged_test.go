@@ -12,8 +12,9 @@ import (
 // TestUnmanagedVIPServedWhereItLives: a virtual server whose address no
 // vrrp_instance manages is served, as keepalived serves it, on the
 // interface that holds the address, and stops being served when the
-// address goes away.
+// address goes away. (IPVS serves it always: the test is XDP's.)
 func TestUnmanagedVIPServedWhereItLives(t *testing.T) {
+	requireXDP(t, "IPVS serves an unmanaged VIP whatever interface holds it")
 	r := newRig(t)
 	text := `virtual_server 10.60.0.100 80 {
     delay_loop 1
