@@ -19,10 +19,10 @@ type Process struct {
 }
 
 // StartProcess starts cmd inside the namespace and keeps it running until
-// it exits or the test ends (then it is killed). Unlike Start, the thread
-// that forks the child stays alive while the child runs: the child's
-// parent-death signal (SIGKILL, so it dies with a killed test binary) is
-// tied to that thread, and Start's throwaway thread would fire it at once.
+// it exits or the test ends (then it is killed). The thread that forks the
+// child stays alive while the child runs: the child's parent-death signal
+// (SIGKILL, so it dies with a killed test binary) is tied to that thread,
+// and a thread thrown away after the fork would fire it at once.
 func (ns *Namespace) StartProcess(t testing.TB, cmd *exec.Cmd) (*Process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}

@@ -16,8 +16,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -49,14 +47,11 @@ func RequireRoot(t testing.TB) {
 type Namespace struct {
 	Name   string
 	handle netns.NsHandle
-
-	mu    sync.Mutex
-	procs []*exec.Cmd
 }
 
 // NewNamespace creates a namespace named "xk<label>-<random>" with its
-// loopback up, and removes it (and kills the processes started in it) when
-// the test ends.
+// loopback up, and removes it when the test ends. Start long-running
+// processes in it with StartProcess, which kills them first.
 func NewNamespace(t testing.TB, label string) *Namespace {
 	t.Helper()
 	RequireRoot(t)
@@ -85,16 +80,6 @@ func NewNamespace(t testing.TB, label string) *Namespace {
 }
 
 func (ns *Namespace) destroy() {
-	ns.mu.Lock()
-	procs := ns.procs
-	ns.procs = nil
-	ns.mu.Unlock()
-	for _, cmd := range procs {
-		if cmd.Process != nil && cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_, _ = cmd.Process.Wait()
-		}
-	}
 	ns.handle.Close()
 	_ = netns.DeleteNamed(ns.Name)
 }
@@ -121,25 +106,6 @@ func (ns *Namespace) Do(fn func() error) error {
 // caller closes it.
 func (ns *Namespace) Netlink() (*netlink.Handle, error) {
 	return netlink.NewHandleAt(ns.handle)
-}
-
-// Start starts cmd inside the namespace (a child inherits the network
-// namespace of the thread that forks it). The process is killed when the
-// test ends if it still runs; call Wait as usual to reap it earlier.
-func (ns *Namespace) Start(cmd *exec.Cmd) error {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	// Die with the test binary even if it is SIGKILLed.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	err := ns.Do(cmd.Start)
-	if err != nil {
-		return fmt.Errorf("start %s in %s: %w", cmd.Path, ns.Name, err)
-	}
-	ns.mu.Lock()
-	ns.procs = append(ns.procs, cmd)
-	ns.mu.Unlock()
-	return nil
 }
 
 // Run runs cmd inside the namespace and returns its combined output.
