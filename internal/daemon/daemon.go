@@ -16,6 +16,44 @@
 // of unchanged backends); on any error nothing changes. Snapshot builds
 // the status that `xkeep status`, the control socket and the metrics
 // share, reading counters from the dataplane at request time.
+//
+// # Decisions
+//
+//   - Served VIPs are those of MASTER instances that some service uses,
+//     each on the interface the address lives on (its dev, else the
+//     instance's interface). Other VIPs need no dataplane.
+//   - A virtual server whose address no vrrp_instance manages is served
+//     always, as keepalived serves it. IPVS needs nothing more; XDP serves
+//     it on the (non-loopback) interface that holds the address, found
+//     with netlink and followed as addresses change, and not at all (with
+//     a warning) while no interface holds it.
+//   - A fwmark service (IPVS only) is served while this node is MASTER for
+//     any address of its family, or always when no vrrp_instance of that
+//     family exists (a plain LVS node).
+//   - After a restart that found the XDP program still attached (a killed
+//     daemon, same --pin-dir), instances that have not yet heard a master
+//     keep their VIPs served for up to 4 advert intervals + 1 s, so
+//     forwarding has no gap while VRRP decides; a backup that hears its
+//     master stops serving at once.
+//   - Stop: the dataplane keeps forwarding while VRRP resigns (priority 0,
+//     VIPs removed), so packets still sent here before the new master's
+//     gratuitous ARP reach the real servers; then it is closed (XDP
+//     detached and unpinned, IPVS services removed).
+//   - A failed Apply is retried with backoff (200 ms doubling to 30 s);
+//     the same state is not re-applied on every event meanwhile. Invalid
+//     services (e.g. lb_kind NAT with XDP) keep failing and say so in the
+//     log, the status and xkeep_dataplane_last_apply_successful.
+//   - IPVS: net.ipv4.vs.expire_nodest_conn is left as the system has it,
+//     as keepalived does: with 0 (the default) a removed real server's
+//     established connections are still forwarded to it until they
+//     expire; set it to 1 to cut them at once. XDP reschedules the flows
+//     of a down backend (its clients' connections reset) and keeps those
+//     of a draining one (inhibit_on_failure).
+//   - Checkers xkeep lacks (BFD_CHECK, FILE_CHECK) are left out with a
+//     warning: the real server is judged by its other checkers, or is
+//     always up when it has none (keepalived's rule for a real server
+//     without checkers). SSL_GET does not verify certificates (keepalived
+//     does not either).
 package daemon
 
 import (

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/xkeep/xkeep/dataplane"
 	"github.com/xkeep/xkeep/dataplane/ipvs"
@@ -69,6 +71,9 @@ func (o DataplaneOptions) open(log *slog.Logger) (dataplane.Dataplane, bool, err
 		dp, err := ipvs.New(ipvs.Config{Logger: log})
 		if err != nil {
 			return nil, false, err
+		}
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/vs/expire_nodest_conn"); err == nil && strings.TrimSpace(string(b)) == "0" {
+			log.Info("net.ipv4.vs.expire_nodest_conn is 0 (as keepalived leaves it): a removed real server's established connections are forwarded to it until they expire; set it to 1 to cut them")
 		}
 		return dp, false, nil
 	}

@@ -40,26 +40,30 @@ func TestStatusCommand(t *testing.T) {
 	}
 	t.Logf("xkeep status:\n%s", out)
 
-	out, errOut, code = runXkeep(t, "status", "--socket", x.socket, "--json")
-	if code != 0 {
-		t.Fatalf("xkeep status --json: exit %d: %s", code, errOut)
-	}
-	var snap status.Snapshot
-	if err := json.Unmarshal([]byte(out), &snap); err != nil {
-		t.Fatalf("xkeep status --json: %v\n%s", err, out)
-	}
-	if len(snap.Instances) != 1 || snap.Instances[0].State != status.StateMaster || len(snap.Services) != 2 {
-		t.Fatalf("--json snapshot %+v", snap)
-	}
-	var tcp status.Service
-	for _, s := range snap.Services {
-		if s.Port == tcpPort {
-			tcp = s
+	// IPVS's counters lag by up to its 2 s estimator period.
+	testnet.Eventually(t, 5*time.Second, "xkeep status --json shows the connection", func() error {
+		out, errOut, code := runXkeep(t, "status", "--socket", x.socket, "--json")
+		if code != 0 {
+			return fmt.Errorf("xkeep status --json: exit %d: %s", code, errOut)
 		}
-	}
-	if tcp.NewFlows == 0 || len(tcp.Backends) != 2 || len(tcp.Backends[0].Checks) != 1 || tcp.Backends[0].Checks[0].Type != "TCP_CHECK" {
-		t.Errorf("TCP service in --json: %+v", tcp)
-	}
+		var snap status.Snapshot
+		if err := json.Unmarshal([]byte(out), &snap); err != nil {
+			return fmt.Errorf("xkeep status --json: %v\n%s", err, out)
+		}
+		if len(snap.Instances) != 1 || snap.Instances[0].State != status.StateMaster || len(snap.Services) != 2 {
+			return fmt.Errorf("--json snapshot %+v", snap)
+		}
+		var tcp status.Service
+		for _, s := range snap.Services {
+			if s.Port == tcpPort {
+				tcp = s
+			}
+		}
+		if tcp.NewFlows == 0 || len(tcp.Backends) != 2 || len(tcp.Backends[0].Checks) != 1 || tcp.Backends[0].Checks[0].Type != "TCP_CHECK" {
+			return fmt.Errorf("TCP service in --json: %+v", tcp)
+		}
+		return nil
+	})
 
 	// --watch refreshes until interrupted.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
