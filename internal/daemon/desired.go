@@ -122,9 +122,10 @@ func desiredState(plan servicePlan, run runningView, caps capabilities) desired 
 		}
 	}
 
+	checked := indexHealth(run.Health)
 	for _, p := range plan.Services {
 		svc := p.Service
-		svc.Backends = backendsOf(p, run.Health)
+		svc.Backends = backendsOf(p, checked)
 		out.State.Services = append(out.State.Services, svc)
 
 		key := svc.Key
@@ -161,12 +162,21 @@ func desiredState(plan servicePlan, run runningView, caps capabilities) desired 
 	return out
 }
 
+// indexHealth maps the health checker's virtual servers by name.
+func indexHealth(snap health.Snapshot) map[string]*health.VirtualServerStatus {
+	out := make(map[string]*health.VirtualServerStatus, len(snap.VirtualServers))
+	for i := range snap.VirtualServers {
+		out[snap.VirtualServers[i].Name] = &snap.VirtualServers[i]
+	}
+	return out
+}
+
 // backendsOf is a service's backends with the health checker's verdicts.
 // A backend that is both a real server and the sorry server takes the
 // better of its two states.
-func backendsOf(p plannedService, snap health.Snapshot) []dataplane.Backend {
+func backendsOf(p plannedService, checked map[string]*health.VirtualServerStatus) []dataplane.Backend {
 	out := slices.Clone(p.Service.Backends)
-	vs, ok := snap.VirtualServer(p.Health)
+	vs, ok := checked[p.Health]
 	if !ok {
 		return out // no checker runs for it (no real servers): as configured
 	}

@@ -65,9 +65,9 @@ func (d *Daemon) Snapshot(ctx context.Context) (status.Snapshot, error) {
 	for _, s := range stats.Services {
 		counters[s.Key] = s
 	}
-	hs := d.checks.Snapshot()
+	checked := indexHealth(d.checks.Snapshot())
 	for _, p := range cur.plan.Services {
-		snap.Services = append(snap.Services, serviceStatus(p, cur.plan, hs, ap.last, counters[p.Service.Key]))
+		snap.Services = append(snap.Services, serviceStatus(p, cur.plan, checked, ap.last, counters[p.Service.Key]))
 	}
 	return snap, nil
 }
@@ -110,7 +110,7 @@ func instanceStatus(st vrrp.InstanceStatus, cur *loaded, transitions uint64) sta
 	return in
 }
 
-func serviceStatus(p plannedService, plan servicePlan, hs health.Snapshot, last desired, c dataplane.ServiceStats) status.Service {
+func serviceStatus(p plannedService, plan servicePlan, checked map[string]*health.VirtualServerStatus, last desired, c dataplane.ServiceStats) status.Service {
 	k := p.Service.Key
 	s := status.Service{
 		Addr:        k.Addr,
@@ -136,15 +136,15 @@ func serviceStatus(p plannedService, plan servicePlan, hs health.Snapshot, last 
 	if p.Sorry != nil {
 		s.SorryServer = p.Sorry.String()
 	}
-	vs, checked := hs.VirtualServer(p.Health)
-	if checked {
+	vs, hasChecks := checked[p.Health]
+	if hasChecks {
 		s.Quorum, s.QuorumUp, s.SorryActive = vs.Quorum, vs.QuorumUp, vs.SorryActive
 	}
 	bc := map[dataplane.BackendKey]dataplane.BackendStats{}
 	for _, b := range c.Backends {
 		bc[b.BackendKey] = b
 	}
-	for _, b := range backendsOf(p, hs) {
+	for _, b := range backendsOf(p, checked) {
 		ap := netip.AddrPortFrom(b.Addr, b.Port)
 		st := status.Backend{
 			Addr:    b.Addr,
@@ -157,11 +157,13 @@ func serviceStatus(p plannedService, plan servicePlan, hs health.Snapshot, last 
 		if b.State == dataplane.BackendUp {
 			st.EffectiveWeight = b.Weight
 		}
-		if hb, ok := vs.Backend(ap, false); checked && ok {
-			st.Healthy = hb.Alive
-			st.Checks = checkStatus(hb.Checks)
-		} else if hb, ok := vs.Backend(ap, true); checked && ok {
-			st.Healthy = hb.Alive
+		if hasChecks {
+			if hb, ok := vs.Backend(ap, false); ok {
+				st.Healthy = hb.Alive
+				st.Checks = checkStatus(hb.Checks)
+			} else if hb, ok := vs.Backend(ap, true); ok {
+				st.Healthy = hb.Alive
+			}
 		}
 		cs := bc[b.BackendKey]
 		st.Packets, st.Bytes, st.ActiveFlows = cs.Packets, cs.Bytes, cs.ActiveFlows
