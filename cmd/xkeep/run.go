@@ -27,11 +27,11 @@ import (
 	"github.com/xkeep/xkeep/internal/status"
 )
 
-// Defaults of `xkeep run`. In a network namespace other than the host's
-// (ip netns exec NAME xkeep run), the socket and pin directory get the
-// namespace's name (xkeep@NAME.sock, xkeep@NAME), as keepalived names its
-// pid files, so one daemon per namespace can run on a host and `ip netns
-// exec NAME xkeep status` finds its own.
+// Defaults of `xkeep run`. In a named network namespace (ip netns exec
+// NAME xkeep run), the socket and pin directory get the namespace's name
+// (xkeep@NAME.sock, xkeep@NAME), as keepalived names its pid files, so
+// one daemon per namespace can run on a host and `ip netns exec NAME
+// xkeep status` finds its own.
 const (
 	defaultSocketDir     = "/run/xkeep"
 	defaultPinBase       = "/sys/fs/bpf"
@@ -51,8 +51,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	configID := fs.String("config-id", defaultConfigID(), "match @ID lines of the configuration (keepalived's -i)")
 	dataplaneKind := fs.String("dataplane", daemon.DataplaneXDP, "packet forwarder: xdp or ipvs")
 	metricsListen := fs.String("metrics-listen", defaultMetricsListen, "address to serve Prometheus /metrics on; empty disables")
-	socket := fs.String("socket", defaultSocket(), "control socket for xkeep status and xkeep reload")
-	pinDir := fs.String("pin-dir", defaultPinDir(), "bpffs directory for the XDP dataplane's pinned maps and links (bpffs is mounted at /sys/fs/bpf if nothing is)")
+	socket := fs.String("socket", defaultSocket(), "control socket for xkeep status and xkeep reload (xkeep@NETNS.sock in a named network namespace)")
+	pinDir := fs.String("pin-dir", defaultPinDir(), "bpffs directory for the XDP dataplane's pinned maps and links, adopted by the next run (xkeep@NETNS in a named network namespace; bpffs is mounted at /sys/fs/bpf if nothing is)")
 	xdpMode := fs.String("xdp-mode", string(xdp.ModeAuto), "XDP attach mode: auto, native or generic")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -83,6 +83,26 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	// The control socket first: it refuses to start a second daemon
+	// before that one could touch the first one's pinned XDP state.
+	// Listeners open before READY, so a unit that is up answers.
+	ln, err := api.Listen(*socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "xkeep run: %v\n", err)
+		return 1
+	}
+	defer ln.Close()
+	var mln net.Listener
+	if *metricsListen != "" {
+		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
+			fmt.Fprintf(stderr, "xkeep run: metrics listener: %v (pass --metrics-listen ADDR, or \"\" to disable)\n", err)
+			return 1
+		}
+		defer mln.Close()
+	}
+
+	// A failure from here to Run leaves the dataplane as a previous run
+	// left it (a killed daemon's pinned XDP program keeps forwarding).
 	d, err := daemon.New(daemon.Options{
 		ConfigPath: file,
 		Load:       config.LoadOptions{ConfigID: *configID, Dataplane: config.Dataplane(*dataplaneKind)},
@@ -96,21 +116,6 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	// Listeners open before READY, so a unit that is up answers.
-	ln, err := api.Listen(*socket)
-	if err != nil {
-		fmt.Fprintf(stderr, "xkeep run: %v\n", err)
-		return 1
-	}
-	var mln net.Listener
-	if *metricsListen != "" {
-		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
-			ln.Close()
-			fmt.Fprintf(stderr, "xkeep run: metrics listener: %v (pass --metrics-listen ADDR, or \"\" to disable)\n", err)
-			return 1
-		}
-	}
-
 	ctl := &controller{d: d, log: log}
 	srvCtx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
 	servers := make(chan error, 2)
@@ -122,7 +127,6 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "xkeep run: metrics: %v\n", err)
 			stopServers()
 			<-servers
-			mln.Close()
 			return 1
 		}
 		nServers++
@@ -242,26 +246,24 @@ func newLogger(format string, level slog.Level, w io.Writer) (*slog.Logger, erro
 	return nil, fmt.Errorf("%q: want text or json", format)
 }
 
-// defaultSocket is /run/xkeep/xkeep.sock, or xkeep@NETNS.sock in another
+// defaultSocket is /run/xkeep/xkeep.sock, or xkeep@NETNS.sock in a named
 // network namespace.
 func defaultSocket() string {
 	return filepath.Join(defaultSocketDir, "xkeep"+netnsSuffix()+".sock")
 }
 
-// defaultPinDir is /sys/fs/bpf/xkeep, or xkeep@NETNS in another network
+// defaultPinDir is /sys/fs/bpf/xkeep, or xkeep@NETNS in a named network
 // namespace.
 func defaultPinDir() string {
 	return filepath.Join(defaultPinBase, "xkeep"+netnsSuffix())
 }
 
-// netnsSuffix is "" in the host's network namespace (PID 1's), else
-// "@NAME" for a namespace named in /var/run/netns, else "@netns-INODE".
+// netnsSuffix is "@NAME" when the process runs in a network namespace
+// named in /var/run/netns (ip netns exec NAME ...), else "" (the host's
+// namespace, or a container's own).
 func netnsSuffix() string {
-	var self, host unix.Stat_t
-	if unix.Stat("/proc/self/ns/net", &self) != nil || unix.Stat("/proc/1/ns/net", &host) != nil {
-		return ""
-	}
-	if self.Dev == host.Dev && self.Ino == host.Ino {
+	var self unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &self) != nil {
 		return ""
 	}
 	entries, _ := os.ReadDir("/var/run/netns")
@@ -271,5 +273,5 @@ func netnsSuffix() string {
 			return "@" + e.Name()
 		}
 	}
-	return "@netns-" + strconv.FormatUint(self.Ino, 10)
+	return ""
 }

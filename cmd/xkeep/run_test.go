@@ -69,7 +69,7 @@ func TestRunRejectsABrokenConfiguration(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	code, _, errOut = run(t, "-f", filepath.Join(t.TempDir(), "missing.conf"))
+	code, _, errOut = run(t, "-f", filepath.Join(t.TempDir(), "missing.conf"), "--socket", filepath.Join(t.TempDir(), "s.sock"), "--metrics-listen", "")
 	if code != 1 || !strings.Contains(errOut, "missing.conf: no such file") {
 		t.Errorf("missing file: exit %d, %q", code, errOut)
 	}
