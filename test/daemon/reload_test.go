@@ -123,6 +123,10 @@ func TestReloadKeepsTheMasterAndItsFlows(t *testing.T) {
 	unchanged("after SIGHUP", 3)
 
 	// A broken file: two errors, both reported with their positions.
+	beforeBroken, err := x.status()
+	if err != nil {
+		t.Fatal(err)
+	}
 	broken := strings.Replace(good, "lb_algo wrr", "lb_algo wrrr", 1)
 	broken = strings.Replace(broken, "virtual_router_id 60", "virtual_router_id 600", 1)
 	path := r.writeConf(broken)
@@ -150,6 +154,9 @@ func TestReloadKeepsTheMasterAndItsFlows(t *testing.T) {
 		t.Errorf("xkeep reload of a broken file: exit %d, %q", code, errOut)
 	}
 	snap = unchanged("after a rejected reload", 3)
+	if snap.Apply.Applies != beforeBroken.Apply.Applies {
+		t.Errorf("the rejected file reached the dataplane: %d applies, %d before", snap.Apply.Applies, beforeBroken.Apply.Applies)
+	}
 	if snap.Config.ReloadFailures != 2 || snap.Config.LastReloadOK || !strings.Contains(snap.Config.LastReloadError, "unknown lb_algo") {
 		t.Errorf("config status after the rejected reload: %+v", snap.Config)
 	}
