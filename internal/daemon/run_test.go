@@ -263,21 +263,30 @@ func TestApplyFailuresAreRetriedWithBackoff(t *testing.T) {
 	for !slices.Equal(servedAddrs(ds), []string{"10.0.0.100@eth0"}) {
 		ds = r.dp.next(t)
 	}
-	// The retry timer is the only one: its wait doubles after each failure.
-	wait := onlyPending(t, r.clock)
-	if wait < minRetry || wait > maxRetry {
-		t.Fatalf("first retry in %v", wait)
+	// After k failed applies the one retry timer waits 200 ms << (k-1):
+	// it is armed anew after each failure.
+	retryAfter := func() time.Duration {
+		r.dp.mu.Lock()
+		k := len(r.dp.states)
+		r.dp.mu.Unlock()
+		return min(minRetry<<(k-1), maxRetry)
 	}
+	var wait time.Duration
 	for range 3 {
+		wait = retryAfter()
+		waitPending(t, r.clock, wait)
+		if p := r.clock.Pending(); len(p) != 1 {
+			t.Fatalf("pending timers %v, want the retry only", p)
+		}
 		r.clock.Advance(wait - time.Nanosecond)
 		r.dp.noApply(t)
 		r.clock.Advance(time.Nanosecond)
 		if got := r.dp.next(t); !slices.Equal(servedAddrs(got), servedAddrs(ds)) {
 			t.Fatalf("retry applied %+v", got)
 		}
-		waitPending(t, r.clock, min(2*wait, maxRetry))
-		wait = min(2*wait, maxRetry)
 	}
+	wait = retryAfter()
+	waitPending(t, r.clock, wait)
 	snap, _ := r.d.Snapshot(context.Background())
 	if snap.Apply.Failures < 4 || !strings.Contains(snap.Apply.LastError, "injected failure") {
 		t.Fatalf("apply status %+v", snap.Apply)
@@ -376,18 +385,3 @@ func testEventually(t *testing.T, what string, cond func() error) {
 	}
 }
 
-// onlyPending waits until the fake clock has exactly one timer and
-// returns how far off it is.
-func onlyPending(t *testing.T, c *healthtest.Clock) time.Duration {
-	t.Helper()
-	var d time.Duration
-	testEventually(t, "one pending timer", func() error {
-		p := c.Pending()
-		if len(p) != 1 {
-			return fmt.Errorf("pending %v", p)
-		}
-		d = p[0]
-		return nil
-	})
-	return d
-}
