@@ -384,4 +384,3 @@ func testEventually(t *testing.T, what string, cond func() error) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
