@@ -16,6 +16,7 @@ import (
 
 	"github.com/xkeep/xkeep/dataplane"
 	"github.com/xkeep/xkeep/internal/health/healthtest"
+	"github.com/xkeep/xkeep/internal/testnet"
 	"github.com/xkeep/xkeep/vrrp"
 	"github.com/xkeep/xkeep/vrrp/vrrptest"
 )
@@ -296,7 +297,7 @@ func TestApplyFailuresAreRetriedWithBackoff(t *testing.T) {
 	r.dp.mu.Unlock()
 	r.clock.Advance(wait)
 	r.dp.next(t)
-	testEventually(t, "the snapshot shows the apply succeeded", func() error {
+	testnet.Eventually(t, 5*time.Second, "the snapshot shows the apply succeeded", func() error {
 		snap, _ := r.d.Snapshot(context.Background())
 		if snap.Apply.LastError != "" {
 			return errors.New(snap.Apply.LastError)
@@ -362,25 +363,10 @@ func mustRouter(t *testing.T, d *Daemon, network vrrp.Network) *vrrp.Router {
 // owner loop arms it after an apply, on its own goroutine).
 func waitPending(t *testing.T, c *healthtest.Clock, d time.Duration) {
 	t.Helper()
-	testEventually(t, fmt.Sprintf("a timer %v from now", d), func() error {
+	testnet.Eventually(t, 5*time.Second, fmt.Sprintf("a timer %v from now", d), func() error {
 		if slices.Contains(c.Pending(), d) {
 			return nil
 		}
 		return fmt.Errorf("pending %v", c.Pending())
 	})
-}
-
-func testEventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
