@@ -243,8 +243,10 @@ virtual_server 192.0.2.1 443 {
 		t.Fatalf("TLS options %+v", spec.TLS)
 	}
 
+	// Legacy PEM decryption with a wrong password fails its padding check,
+	// or (about 1 in 256) yields garbage the key parser then refuses.
 	_, _, err = healthOf(t, strings.Replace(src, "password s3cret", "password wrong", 1))
-	if err == nil || !strings.HasPrefix(err.Error(), "keepalived.conf:1:1: SSL: key "+key) {
+	if err == nil || !strings.HasPrefix(err.Error(), "keepalived.conf:1:1: SSL: ") || !strings.Contains(err.Error(), key) {
 		t.Fatalf("wrong password: %v", err)
 	}
 }
