@@ -298,7 +298,11 @@ func loadSSLContext(ssl *config.SSLContext, readFile func(string) ([]byte, error
 		}
 		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %s and key %s: %w", ssl.Certificate, ssl.Key, err)
+			hint := ""
+			if ssl.Password != "" {
+				hint = " (is the SSL password right?)"
+			}
+			return nil, fmt.Errorf("certificate %s and key %s: %w%s", ssl.Certificate, ssl.Key, err, hint)
 		}
 		opts.Certificates = []tls.Certificate{cert}
 	}
