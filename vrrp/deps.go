@@ -31,16 +31,36 @@ type Timer interface {
 // Network opens VRRP sockets and watches links.
 type Network interface {
 	// Listen opens the VRRP socket of an interface for one family, joined
-	// to the VRRP multicast group of that interface.
+	// to the VRRP multicast group of that interface. An interface that
+	// does not exist is an error wrapping ErrNoInterface: its instances
+	// wait in FAULT until it appears.
 	Listen(ifname string, ipv6 bool) (Conn, error)
 	// PrimaryAddr is the address adverts leave from when no source is
 	// configured: the first IPv4 address, or the IPv6 link-local one.
 	PrimaryAddr(ifname string, ipv6 bool) (netip.Addr, error)
-	// Links returns whether each link is up (up and running) now.
+	// Links returns every existing link and whether it is up (up and
+	// running) now.
 	Links() (map[string]bool, error)
-	// WatchLinks calls fn for every link state change until ctx ends.
-	WatchLinks(ctx context.Context, fn func(name string, up bool)) error
+	// WatchLinks calls fn for every link change until ctx ends. It
+	// reports each existing link's state once it is subscribed, so a
+	// change between Links and WatchLinks is not lost.
+	WatchLinks(ctx context.Context, fn func(LinkEvent)) error
 }
+
+// LinkEvent is a link's new state.
+type LinkEvent struct {
+	Name string
+	Up   bool
+	// Gone is true when the link was deleted (or moved to another
+	// namespace); a later event without it means it is back (its
+	// sockets must be opened again: the old ones are bound to the old
+	// link).
+	Gone bool
+}
+
+// ErrNoInterface is what Listen's error wraps when the interface does not
+// exist.
+var ErrNoInterface = errors.New("no such interface")
 
 // Conn is one VRRP socket.
 type Conn interface {

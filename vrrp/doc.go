@@ -13,7 +13,9 @@
 //     vrrp_script and notify scripts, link watching, all behind the small
 //     interfaces of deps.go (LinuxDeps gives the real ones; vrrptest has
 //     fakes). With the real ones it waits in an epoll set (timerfd,
-//     sockets, eventfd) for precise timers and few wakeups.
+//     sockets, eventfd) for precise timers and few wakeups. A missing
+//     or vanishing interface is a FAULT reason, never an error: the
+//     instance's sockets open (again) when the interface appears.
 //
 // The package knows nothing of keepalived.conf: internal/daemon translates
 // the configuration model into Config.

@@ -35,14 +35,39 @@ type LinuxNetwork struct{}
 // joined to 224.0.0.18 or ff02::12 on it, multicast loopback off and
 // TTL / hop limit 255.
 func (LinuxNetwork) Listen(ifname string, is6 bool) (Conn, error) {
-	ifi, err := net.InterfaceByName(ifname)
+	ifi, err := interfaceByName(ifname)
 	if err != nil {
 		return nil, err
 	}
+	var c Conn
 	if is6 {
-		return listen6(ifi)
+		c, err = listen6(ifi)
+	} else {
+		c, err = listen4(ifi)
 	}
-	return listen4(ifi)
+	if errors.Is(err, unix.ENODEV) {
+		// The link went away while the socket was set up.
+		err = fmt.Errorf("%s: %w (%v)", ifname, ErrNoInterface, err)
+	}
+	return c, err
+}
+
+// interfaceByName looks the link up, telling a missing one
+// (ErrNoInterface) from a failed lookup.
+func interfaceByName(ifname string) (*net.Interface, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("%s: %w", ifname, ErrNoInterface)
+		}
+		return nil, fmt.Errorf("look up %s: %w", ifname, err)
+	}
+	ifi, err := net.InterfaceByIndex(l.Attrs().Index)
+	if err != nil || ifi.Name != ifname {
+		return nil, fmt.Errorf("%s: %w", ifname, ErrNoInterface)
+	}
+	return ifi, nil
 }
 
 func setsockopts(sc syscall.RawConn, fn func(fd int) error) error {
@@ -456,13 +481,15 @@ func (LinuxNetwork) Links() (map[string]bool, error) {
 	return out, nil
 }
 
-// WatchLinks reports link changes from a netlink subscription.
-func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(string, bool)) error {
-	ch := make(chan netlink.LinkUpdate, 64)
+// WatchLinks reports link changes from a netlink subscription, starting
+// with a listing of the existing links.
+func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(LinkEvent)) error {
+	ch := make(chan netlink.LinkUpdate, 256)
 	errc := make(chan error, 1)
 	done := make(chan struct{})
 	defer close(done)
 	err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
+		ListExisting: true,
 		ErrorCallback: func(err error) {
 			select {
 			case errc <- err:
@@ -473,7 +500,14 @@ func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(string, bool)) error
 	if err != nil {
 		return fmt.Errorf("subscribe to links: %w", err)
 	}
-	last := map[string]bool{}
+	last := map[string]LinkEvent{}
+	names := map[int]string{} // by index, to see renames
+	report := func(ev LinkEvent) {
+		if prev, seen := last[ev.Name]; !seen || prev != ev {
+			last[ev.Name] = ev
+			fn(ev)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -484,14 +518,17 @@ func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(string, bool)) error
 			if !ok {
 				return errors.New("link subscription closed")
 			}
-			name, up := u.Attrs().Name, linkUp(u.Link)
+			a := u.Attrs()
+			if old, ok := names[a.Index]; ok && old != a.Name {
+				report(LinkEvent{Name: old, Gone: true}) // renamed
+			}
 			if u.Header.Type == unix.RTM_DELLINK {
-				up = false
+				delete(names, a.Index)
+				report(LinkEvent{Name: a.Name, Gone: true})
+				continue
 			}
-			if prev, seen := last[name]; !seen || prev != up {
-				last[name] = up
-				fn(name, up)
-			}
+			names[a.Index] = a.Name
+			report(LinkEvent{Name: a.Name, Up: linkUp(u.Link)})
 		}
 	}
 }

@@ -60,10 +60,14 @@ type ScriptResult struct {
 	OK     bool
 }
 
-// LinkChanged is a link going up or down.
+// LinkChanged is a link going up or down, or appearing and vanishing.
 type LinkChanged struct {
 	Interface string
 	Up        bool
+	// Missing is true while the interface does not exist (or its VRRP
+	// socket cannot be opened on it): a FAULT reason, like a link down,
+	// that says so.
+	Missing bool
 }
 
 // Shutdown stops every instance: masters send priority 0 and release
@@ -197,7 +201,7 @@ type Machine struct {
 	groups    map[string]*syncGroup
 	scripts   map[string]*scriptState
 	// links holds the state of every link heard of; unknown links are up.
-	links   map[string]bool
+	links   map[string]linkState
 	actions []Action
 }
 
@@ -223,6 +227,8 @@ type instance struct {
 	counters       Counters
 }
 
+type linkState struct{ up, missing bool }
+
 type syncGroup struct {
 	cfg     SyncGroupConfig
 	members []*instance
@@ -241,7 +247,7 @@ func NewMachine() *Machine {
 		byName:  map[string]*instance{},
 		groups:  map[string]*syncGroup{},
 		scripts: map[string]*scriptState{},
-		links:   map[string]bool{},
+		links:   map[string]linkState{},
 	}
 }
 
@@ -347,17 +353,21 @@ func (m *Machine) Configure(now time.Time, cfg Config) {
 }
 
 // restartNeeded reports whether a change means a new instance rather than
-// an update of the running one.
+// an update of the running one. A source address found for an instance
+// that had none (its interface appeared) is an update.
 func restartNeeded(old, cfg InstanceConfig) bool {
 	return old.Interface != cfg.Interface || old.VRID != cfg.VRID || old.Version != cfg.Version ||
 		old.IsIPv6() != cfg.IsIPv6() || !slices.Equal(old.UnicastPeers, cfg.UnicastPeers) ||
-		old.SourceAddr != cfg.SourceAddr
+		(old.SourceAddr != cfg.SourceAddr && old.SourceAddr.IsValid())
 }
 
 // update applies a changed configuration to a running instance.
 func (m *Machine) update(in *instance, cfg InstanceConfig) {
 	old := in.cfg
 	in.cfg = cfg
+	if in.state == StateMaster && in.masterAddr == old.SourceAddr {
+		in.masterAddr = cfg.SourceAddr
+	}
 	if in.state != StateMaster {
 		if in.state == StateBackup && old.AdvertInterval != cfg.AdvertInterval && cfg.Version == 2 {
 			in.masterAdverInt = cfg.AdvertInterval
@@ -441,7 +451,7 @@ func (m *Machine) Step(now time.Time, ev Event) {
 		}
 		m.reconcile("track_script " + ev.Script)
 	case LinkChanged:
-		m.links[ev.Interface] = ev.Up
+		m.links[ev.Interface] = linkState{up: ev.Up && !ev.Missing, missing: ev.Missing}
 		m.reconcile("link " + ev.Interface)
 	case Shutdown:
 		for _, in := range m.instances {
@@ -763,8 +773,19 @@ func (s *scriptState) record(ok bool) {
 }
 
 func (m *Machine) linkUp(name string) bool {
-	up, known := m.links[name]
-	return !known || up
+	s, known := m.links[name]
+	return !known || s.up
+}
+
+// linkDown says why a link counts as down ("" when up).
+func (m *Machine) linkDown(name string) string {
+	switch s, known := m.links[name]; {
+	case !known || s.up:
+		return ""
+	case s.missing:
+		return "missing"
+	}
+	return "down"
 }
 
 // weightOf is one tracked object's contribution: a positive weight is
@@ -808,12 +829,16 @@ func (m *Machine) priority(in *instance) (uint8, bool) {
 // faulty lists why an instance (alone) must be in FAULT.
 func (m *Machine) faulty(in *instance) []string {
 	var why []string
-	if !m.linkUp(in.cfg.Interface) {
-		why = append(why, "interface "+in.cfg.Interface+" down")
+	if d := m.linkDown(in.cfg.Interface); d != "" {
+		why = append(why, "interface "+in.cfg.Interface+" "+d)
 	}
 	for _, ti := range in.cfg.TrackInterfaces {
 		if ti.Weight == 0 && zeroWeightDown(ti.Reverse, m.linkUp(ti.Name)) {
-			why = append(why, "track_interface "+ti.Name+" down")
+			d := m.linkDown(ti.Name)
+			if d == "" {
+				d = "up (reverse)"
+			}
+			why = append(why, "track_interface "+ti.Name+" "+d)
 		}
 	}
 	for _, ts := range in.cfg.TrackScripts {

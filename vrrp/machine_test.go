@@ -811,3 +811,62 @@ func TestValidateErrors(t *testing.T) {
 		}
 	}
 }
+
+// A missing interface (never there, or deleted) is a FAULT reason like a
+// link down, named as such; the instance starts over as backup once it is
+// back and up.
+func TestInterfaceMissingFault(t *testing.T) {
+	m := NewMachine()
+	t0 := time.Unix(0, 0)
+	m.Step(t0, LinkChanged{Interface: "eth0", Missing: true})
+	cfg := Config{Instances: []InstanceConfig{inst(), inst(func(c *InstanceConfig) {
+		c.Name, c.Interface, c.VRID, c.Priority, c.AdvertInterval = "VI_2", "eth1", 52, 255, 10*time.Second
+	})}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, m: m, t0: t0, now: t0}
+	m.Configure(t0, cfg)
+	h.collect()
+	h.expect(
+		"0s VI_2 add 10.0.0.100/32",
+		"0s VI_2 advert prio 255",
+		"0s VI_2 garp 10.0.0.100/32 x5",
+		"0s VI_2 INIT->MASTER",
+		"0s VI_1 INIT->FAULT",
+	)
+	if r := h.status("VI_1").FaultReasons; !slices.Equal(r, []string{"interface eth0 missing"}) {
+		t.Fatalf("fault reasons %q", r)
+	}
+	// It appears, down: still FAULT, now because it is down.
+	h.at(time.Second, LinkChanged{Interface: "eth0", Up: false})
+	h.expect()
+	if r := h.status("VI_1").FaultReasons; !slices.Equal(r, []string{"interface eth0 down"}) {
+		t.Fatalf("fault reasons %q", r)
+	}
+	h.at(2*time.Second, LinkChanged{Interface: "eth0", Up: true})
+	h.expect("2s VI_1 FAULT->BACKUP")
+	// The owner's interface vanishes: it resigns (its advert cannot
+	// leave, but its address goes) and VI_1 carries on.
+	h.at(2500*ms, LinkChanged{Interface: "eth1", Missing: true})
+	h.expect(
+		"2.5s VI_2 advert prio 0",
+		"2.5s VI_2 remove 10.0.0.100/32",
+		"2.5s VI_2 MASTER->FAULT",
+	)
+	h.at(3*time.Second, LinkChanged{Interface: "eth1", Up: true})
+	h.expect(
+		"3s VI_2 add 10.0.0.100/32",
+		"3s VI_2 advert prio 255",
+		"3s VI_2 garp 10.0.0.100/32 x5",
+		"3s VI_2 FAULT->MASTER",
+	)
+	// A tracked interface that is missing counts as down.
+	h2 := newHarness(t, one(func(c *InstanceConfig) { c.TrackInterfaces = []TrackInterface{{Name: "uplink"}} }))
+	h2.log = nil
+	h2.at(time.Second, LinkChanged{Interface: "uplink", Missing: true})
+	h2.expect("1s VI_1 BACKUP->FAULT")
+	if r := h2.status("VI_1").FaultReasons; !slices.Equal(r, []string{"track_interface uplink missing"}) {
+		t.Fatalf("fault reasons %q", r)
+	}
+}

@@ -53,7 +53,12 @@ type Router struct {
 	insts  map[string]*runInstance
 	errors map[packet.Reason]uint64
 
-	conns  map[connKey]*conn
+	conns map[connKey]*conn
+	// absent holds the sockets waiting for their interface to appear
+	// (their instances are in FAULT meanwhile).
+	absent map[connKey]bool
+	// links is every link heard of and whether it is up.
+	links  map[string]bool
 	events chan event
 	notes  chan StateChanged
 	// poll is the epoll loop's state when the dependencies are the real
@@ -87,7 +92,7 @@ type event struct {
 	key    connKey
 	pkt    *packet.Packet
 	reason packet.Reason // a dropped packet
-	link   *LinkChanged
+	link   *LinkEvent
 	script *ScriptResult
 	reload *reloadReq
 }
@@ -120,6 +125,8 @@ func NewRouter(cfg Config, deps Deps) (*Router, error) {
 		insts:   map[string]*runInstance{},
 		errors:  map[packet.Reason]uint64{},
 		conns:   map[connKey]*conn{},
+		absent:  map[connKey]bool{},
+		links:   map[string]bool{},
 		events:  make(chan event, 256),
 		notes:   make(chan StateChanged, 1024),
 		stopped: make(chan struct{}),
@@ -184,8 +191,8 @@ func (r *Router) Run(ctx context.Context) error {
 		return fmt.Errorf("vrrp: list links: %w", err)
 	}
 	go func() {
-		err := r.deps.Network.WatchLinks(linkCtx, func(name string, up bool) {
-			r.post(event{link: &LinkChanged{Interface: name, Up: up}})
+		err := r.deps.Network.WatchLinks(linkCtx, func(ev LinkEvent) {
+			r.post(event{link: &ev})
 		})
 		if err != nil && linkCtx.Err() == nil {
 			r.log.Error("watching links failed; link state changes are not seen", "err", err)
@@ -197,6 +204,7 @@ func (r *Router) Run(ctx context.Context) error {
 	now := clock.Now()
 	r.mu.Lock()
 	for name, up := range links {
+		r.links[name] = up
 		r.m.Step(now, LinkChanged{Interface: name, Up: up})
 	}
 	r.m.Ready()
@@ -297,7 +305,7 @@ func (r *Router) handle(ev event) {
 		r.errors[ev.reason]++
 		return
 	case ev.link != nil:
-		r.m.Step(ev.at, *ev.link)
+		r.linkChanged(ev.at, *ev.link)
 	case ev.script != nil:
 		r.m.Step(ev.at, *ev.script)
 	case ev.reload != nil:
@@ -317,40 +325,27 @@ func (r *Router) instanceFor(key connKey, vrid uint8) string {
 }
 
 // apply resolves addresses, opens and closes sockets, and configures the
-// machine; r.mu is held.
+// machine; r.mu is held. An instance whose interface is missing goes to
+// FAULT and waits for it; any other failure to open a socket is an error
+// and changes nothing.
 func (r *Router) apply(now time.Time, cfg Config) error {
 	insts := map[string]*runInstance{}
 	var errs []error
 	for i := range cfg.Instances {
 		ic := &cfg.Instances[i]
 		key := connKey{ic.Interface, ic.IsIPv6()}
+		if _, ok := r.conns[key]; !ok {
+			if err := r.openConn(key); err != nil {
+				errs = append(errs, fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
+				continue
+			}
+		}
 		if !ic.SourceAddr.IsValid() {
 			if old, ok := r.insts[ic.Name]; ok && old.key == key && old.cfg.SourceAddr.IsValid() {
 				ic.SourceAddr = old.cfg.SourceAddr
-			} else if a, err := r.deps.Network.PrimaryAddr(ic.Interface, key.ipv6); err == nil {
-				ic.SourceAddr = a
-			} else {
-				r.log.Warn("no source address; adverts leave with the kernel's choice and ties are not broken by address",
-					"instance", ic.Name, "interface", ic.Interface, "err", err)
+			} else if !r.absent[key] {
+				ic.SourceAddr = r.primaryAddr(ic)
 			}
-		}
-		if _, ok := r.conns[key]; !ok {
-			c, err := r.deps.Network.Listen(key.ifname, key.ipv6)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("vrrp_instance %s: open VRRP socket on %s: %w", ic.Name, key.ifname, err))
-				continue
-			}
-			cn := &conn{key: key, c: c}
-			if r.poll != nil {
-				if err := r.poll.add(cn); err != nil {
-					c.Close()
-					errs = append(errs, fmt.Errorf("vrrp_instance %s: poll VRRP socket on %s: %w", ic.Name, key.ifname, err))
-					continue
-				}
-			} else {
-				go r.read(cn)
-			}
-			r.conns[key] = cn
 		}
 		insts[ic.Name] = &runInstance{cfg: *ic, key: key}
 	}
@@ -358,25 +353,150 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 		return errors.Join(errs...)
 	}
 	r.insts = mergeInsts(r.insts, insts)
+	// Missing interfaces (instances' and tracked ones) are FAULT reasons
+	// before the instances start.
+	missing := map[string]bool{}
+	for key := range r.absent {
+		missing[key.ifname] = true
+	}
+	for _, ic := range cfg.Instances {
+		for _, ti := range ic.TrackInterfaces {
+			if _, ok := r.links[ti.Name]; !ok {
+				missing[ti.Name] = true
+			}
+		}
+	}
+	for name := range missing {
+		r.m.Step(now, LinkChanged{Interface: name, Missing: true})
+	}
 	r.m.Configure(now, cfg)
 	r.do(r.m.Ready())
 	r.insts = insts
 	r.cfg = cfg
-	for key, c := range r.conns {
-		used := false
-		for _, ri := range insts {
-			used = used || ri.key == key
+	used := map[connKey]bool{}
+	for _, ri := range insts {
+		used[ri.key] = true
+	}
+	for key := range r.conns {
+		if !used[key] {
+			r.closeConn(key)
 		}
-		if !used {
-			if r.poll != nil {
-				r.poll.remove(c)
-			}
-			c.c.Close()
-			delete(r.conns, key)
+	}
+	for key := range r.absent {
+		if !used[key] {
+			delete(r.absent, key)
 		}
 	}
 	r.startScripts(cfg)
 	return nil
+}
+
+// primaryAddr is the source address of an instance that configures none.
+func (r *Router) primaryAddr(ic *InstanceConfig) netip.Addr {
+	a, err := r.deps.Network.PrimaryAddr(ic.Interface, ic.IsIPv6())
+	if err != nil {
+		r.log.Warn("no source address; adverts leave with the kernel's choice and ties are not broken by address",
+			"instance", ic.Name, "interface", ic.Interface, "err", err)
+	}
+	return a
+}
+
+// openConn opens the socket of key; a missing interface leaves it absent
+// (no error). r.mu is held.
+func (r *Router) openConn(key connKey) error {
+	c, err := r.deps.Network.Listen(key.ifname, key.ipv6)
+	if errors.Is(err, ErrNoInterface) {
+		if !r.absent[key] {
+			r.log.Warn("interface missing: its instances wait in FAULT until it appears", "interface", key.ifname, "err", err)
+		}
+		r.absent[key] = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open VRRP socket on %s: %w", key.ifname, err)
+	}
+	cn := &conn{key: key, c: c}
+	if r.poll != nil {
+		if err := r.poll.add(cn); err != nil {
+			c.Close()
+			return fmt.Errorf("poll VRRP socket on %s: %w", key.ifname, err)
+		}
+	} else {
+		go r.read(cn)
+	}
+	r.conns[key] = cn
+	delete(r.absent, key)
+	return nil
+}
+
+// closeConn closes the socket of key; r.mu is held.
+func (r *Router) closeConn(key connKey) {
+	c, ok := r.conns[key]
+	if !ok {
+		return
+	}
+	if r.poll != nil {
+		r.poll.remove(c)
+	}
+	c.c.Close()
+	delete(r.conns, key)
+}
+
+// linkChanged follows a link: a vanished instance interface closes its
+// sockets (they are bound to the old link) and is a FAULT reason; when it
+// is back, its sockets open again and unresolved source addresses are
+// looked up. r.mu is held.
+func (r *Router) linkChanged(at time.Time, ev LinkEvent) {
+	name := ev.Name
+	if ev.Gone {
+		delete(r.links, name)
+		for key := range r.conns {
+			if key.ifname == name {
+				r.closeConn(key)
+				r.absent[key] = true
+				r.log.Warn("interface gone: its instances wait in FAULT until it returns", "interface", name)
+			}
+		}
+		r.m.Step(at, LinkChanged{Interface: name, Missing: true})
+		return
+	}
+	r.links[name] = ev.Up
+	missing := false
+	for key := range r.absent {
+		if key.ifname != name {
+			continue
+		}
+		if err := r.openConn(key); err != nil {
+			r.log.Error("interface is back but its VRRP socket cannot be opened; its instances stay in FAULT", "interface", name, "err", err)
+		}
+		missing = missing || r.absent[key]
+	}
+	if !missing {
+		r.resolveSources(at, name)
+	}
+	r.m.Step(at, LinkChanged{Interface: name, Up: ev.Up, Missing: missing})
+}
+
+// resolveSources looks up the source address of the instances on ifname
+// that have none yet (their interface was missing or had no address).
+func (r *Router) resolveSources(at time.Time, ifname string) {
+	changed := false
+	for i := range r.cfg.Instances {
+		ic := &r.cfg.Instances[i]
+		ri, ok := r.insts[ic.Name]
+		if ic.Interface != ifname || ic.SourceAddr.IsValid() || !ok {
+			continue
+		}
+		a, err := r.deps.Network.PrimaryAddr(ic.Interface, ic.IsIPv6())
+		if err != nil {
+			continue
+		}
+		ic.SourceAddr, ri.cfg.SourceAddr = a, a
+		changed = true
+	}
+	if changed {
+		r.m.Configure(at, r.cfg)
+	}
 }
 
 // mergeInsts keeps removed instances known while their last actions

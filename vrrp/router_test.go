@@ -28,10 +28,13 @@ type node struct {
 	changes chan vrrp.StateChanged
 }
 
-func startNode(t *testing.T, clock *vrrptest.Clock, seg *vrrptest.Segment, addr string, cfg vrrp.Config) *node {
+func startNode(t *testing.T, clock *vrrptest.Clock, seg *vrrptest.Segment, addr string, cfg vrrp.Config, setup ...func(*vrrptest.Host)) *node {
 	t.Helper()
 	n := &node{name: addr, host: seg.NewHost(netip.MustParseAddr(addr)), scripts: &vrrptest.Scripts{Result: map[string]error{}},
 		changes: make(chan vrrp.StateChanged, 100)}
+	for _, f := range setup {
+		f(n.host)
+	}
 	deps := n.host.Deps(clock, n.scripts)
 	deps.OnStateChange = func(sc vrrp.StateChanged) { n.changes <- sc }
 	r, err := vrrp.NewRouter(cfg, deps)
@@ -52,12 +55,16 @@ func (n *node) stop() {
 }
 
 func (n *node) state(name string) vrrp.State {
+	return n.status(name).State
+}
+
+func (n *node) status(name string) vrrp.InstanceStatus {
 	for _, s := range n.router.Status() {
 		if s.Name == name {
-			return s.State
+			return s
 		}
 	}
-	return vrrp.StateInit
+	return vrrp.InstanceStatus{}
 }
 
 // advanceUntil moves the fake clock in 5 ms steps, letting the routers
@@ -203,5 +210,83 @@ func TestRouterReloadKeepsUnchangedInstance(t *testing.T) {
 	}
 	if err := a.router.Reload(context.Background(), instCfg(255, func(c *vrrp.InstanceConfig) { c.VRID = 0 })); err == nil {
 		t.Fatal("reload accepted VRID 0")
+	}
+}
+
+// An instance whose interface does not exist waits in FAULT (Run does not
+// fail); when the interface appears its socket opens and it runs, when it
+// vanishes it is FAULT again, and the instance on another interface never
+// notices.
+func TestRouterInterfaceAppearsAndVanishes(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	late := func(prio uint8) vrrp.InstanceConfig {
+		c := instCfg(prio).Instances[0]
+		c.Name, c.Interface, c.VRID = "VI_2", "late0", 8
+		c.VIPs = []vrrp.VIP{{Prefix: netip.MustParsePrefix("10.0.1.100/32")}}
+		return c
+	}
+	cfgA := instCfg(200)
+	cfgA.Instances = append(cfgA.Instances, late(100))
+	a := startNode(t, clock, seg, "10.0.0.1", cfgA, func(h *vrrptest.Host) { h.RemoveLink("late0") })
+	// The peer on late0 has the higher priority: a hears it once its
+	// socket is open, and stays backup.
+	b := startNode(t, clock, seg, "10.0.0.2", vrrp.Config{Instances: []vrrp.InstanceConfig{late(250)}})
+
+	advanceUntil(t, clock, 2*time.Second, "VI_1 master, VI_2 in FAULT", func() bool {
+		return a.state("VI_1") == vrrp.StateMaster && a.state("VI_2") == vrrp.StateFault && b.state("VI_2") == vrrp.StateMaster
+	})
+	if r := a.status("VI_2").FaultReasons; !slices.Equal(r, []string{"interface late0 missing"}) {
+		t.Fatalf("VI_2 fault reasons %q", r)
+	}
+	if n := a.host.Listens("late0"); n != 0 {
+		t.Fatalf("%d sockets opened on the missing interface", n)
+	}
+	vi1 := a.status("VI_1").LastTransition
+
+	for round := 1; round <= 2; round++ {
+		a.host.SetLink("late0", true)
+		advanceUntil(t, clock, 2*time.Second, "VI_2 backup once late0 exists", func() bool {
+			return a.state("VI_2") == vrrp.StateBackup && a.host.Listens("late0") == round
+		})
+		// Longer than its Master_Down_Interval: it hears b on the new
+		// socket and stays backup.
+		advanceUntil(t, clock, time.Second, "a hears b on late0", func() bool {
+			return a.status("VI_2").Counters.AdvertsReceived >= uint64(5*round)
+		})
+		if s := a.state("VI_2"); s != vrrp.StateBackup {
+			t.Fatalf("round %d: VI_2 %v while b is master", round, s)
+		}
+
+		a.host.RemoveLink("late0")
+		advanceUntil(t, clock, time.Second, "VI_2 in FAULT once late0 is gone", func() bool {
+			return a.state("VI_2") == vrrp.StateFault
+		})
+		if r := a.status("VI_2").FaultReasons; !slices.Equal(r, []string{"interface late0 missing"}) {
+			t.Fatalf("VI_2 fault reasons %q", r)
+		}
+	}
+	if st := a.status("VI_1"); st.State != vrrp.StateMaster || st.LastTransition != vi1 {
+		t.Fatalf("VI_1 was disturbed: %+v", st)
+	}
+	if got := a.host.VIPs(); !slices.Equal(got, []string{"10.0.0.100/32"}) {
+		t.Fatalf("a holds %v", got)
+	}
+
+	// Alone on late0 (b stopped), a's VI_2 becomes master when the link
+	// is back, and releases its address when it goes.
+	b.stop()
+	a.host.SetLink("late0", true)
+	advanceUntil(t, clock, 2*time.Second, "VI_2 master without a peer", func() bool { return a.state("VI_2") == vrrp.StateMaster })
+	if got := a.host.VIPs(); !slices.Equal(got, []string{"10.0.0.100/32", "10.0.1.100/32"}) {
+		t.Fatalf("a holds %v", got)
+	}
+	a.host.SetLink("late0", false)
+	advanceUntil(t, clock, time.Second, "VI_2 in FAULT with late0 down", func() bool { return a.state("VI_2") == vrrp.StateFault })
+	if r := a.status("VI_2").FaultReasons; !slices.Equal(r, []string{"interface late0 down"}) {
+		t.Fatalf("VI_2 fault reasons %q", r)
+	}
+	if got := a.host.VIPs(); !slices.Equal(got, []string{"10.0.0.100/32"}) {
+		t.Fatalf("a holds %v", got)
 	}
 }

@@ -8,6 +8,7 @@ package vrrptest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -117,7 +118,8 @@ type Segment struct {
 }
 
 // Host is one router's view of the segment: its network, addresses and
-// announcements.
+// announcements. Every interface name exists (up) until SetLink or
+// RemoveLink says otherwise.
 type Host struct {
 	Seg  *Segment
 	Addr netip.Addr // primary address on every interface
@@ -126,12 +128,15 @@ type Host struct {
 	// Announced counts gratuitous ARPs per address.
 	announced map[netip.Addr]int
 	links     map[string]bool
-	watchers  []func(string, bool)
+	removed   map[string]bool
+	listens   map[string]int
+	watchers  []func(vrrp.LinkEvent)
 }
 
 // NewHost attaches a host with the given primary address.
 func (s *Segment) NewHost(addr netip.Addr) *Host {
-	return &Host{Seg: s, Addr: addr, vips: map[netip.Prefix]string{}, announced: map[netip.Addr]int{}, links: map[string]bool{}}
+	return &Host{Seg: s, Addr: addr, vips: map[netip.Prefix]string{}, announced: map[netip.Addr]int{},
+		links: map[string]bool{}, removed: map[string]bool{}, listens: map[string]int{}}
 }
 
 type conn struct {
@@ -143,8 +148,18 @@ type conn struct {
 	once   sync.Once
 }
 
-// Listen implements vrrp.Network.
+// Listen implements vrrp.Network; a removed interface is
+// vrrp.ErrNoInterface.
 func (h *Host) Listen(ifname string, ipv6 bool) (vrrp.Conn, error) {
+	h.mu.Lock()
+	removed := h.removed[ifname]
+	if !removed {
+		h.listens[ifname]++
+	}
+	h.mu.Unlock()
+	if removed {
+		return nil, fmt.Errorf("listen on %s: %w", ifname, vrrp.ErrNoInterface)
+	}
 	c := &conn{host: h, ifname: ifname, ch: make(chan []byte, 1024), from: make(chan netip.Addr, 1024), closed: make(chan struct{})}
 	h.Seg.mu.Lock()
 	h.Seg.conns = append(h.Seg.conns, c)
@@ -167,23 +182,62 @@ func (h *Host) Links() (map[string]bool, error) {
 }
 
 // WatchLinks implements vrrp.Network.
-func (h *Host) WatchLinks(ctx context.Context, fn func(string, bool)) error {
+func (h *Host) WatchLinks(ctx context.Context, fn func(vrrp.LinkEvent)) error {
 	h.mu.Lock()
 	h.watchers = append(h.watchers, fn)
+	var now []vrrp.LinkEvent
+	for name, up := range h.links {
+		now = append(now, vrrp.LinkEvent{Name: name, Up: up})
+	}
 	h.mu.Unlock()
+	for _, ev := range now {
+		fn(ev)
+	}
 	<-ctx.Done()
 	return nil
 }
 
-// SetLink changes a link's state and tells the watchers.
+// SetLink creates a link or changes its state, and tells the watchers.
 func (h *Host) SetLink(name string, up bool) {
+	h.notify(vrrp.LinkEvent{Name: name, Up: up})
+}
+
+// RemoveLink deletes a link: listening on it fails with
+// vrrp.ErrNoInterface and nothing sent on it arrives, until SetLink
+// creates it again.
+func (h *Host) RemoveLink(name string) {
+	h.notify(vrrp.LinkEvent{Name: name, Gone: true})
+}
+
+func (h *Host) notify(ev vrrp.LinkEvent) {
 	h.mu.Lock()
-	h.links[name] = up
+	if ev.Gone {
+		delete(h.links, ev.Name)
+		h.removed[ev.Name] = true
+	} else {
+		h.links[ev.Name] = ev.Up
+		delete(h.removed, ev.Name)
+	}
 	ws := slices.Clone(h.watchers)
 	h.mu.Unlock()
 	for _, w := range ws {
-		w(name, up)
+		w(ev)
 	}
+}
+
+// Listens returns how many sockets were opened on an interface.
+func (h *Host) Listens(ifname string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.listens[ifname]
+}
+
+// usable reports whether a link exists and is up.
+func (h *Host) usable(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	up, known := h.links[name]
+	return !h.removed[name] && (!known || up)
 }
 
 func (c *conn) Read() (*packet.Packet, time.Duration, error) {
@@ -201,17 +255,18 @@ func (c *conn) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
 	if !src.IsValid() {
 		src = c.host.Addr
 	}
-	c.host.mu.Lock()
-	up, known := c.host.links[c.ifname]
-	c.host.mu.Unlock()
-	down := known && !up
-	if down {
-		return errors.New("link down")
+	if !c.host.usable(c.ifname) {
+		return errors.New("link down or gone")
+	}
+	select {
+	case <-c.closed:
+		return net.ErrClosed
+	default:
 	}
 	c.host.Seg.mu.Lock()
 	defer c.host.Seg.mu.Unlock()
 	for _, o := range c.host.Seg.conns {
-		if o.host == c.host || o.ifname != c.ifname {
+		if o.host == c.host || o.ifname != c.ifname || !o.host.usable(o.ifname) {
 			continue
 		}
 		select {
