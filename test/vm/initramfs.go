@@ -34,6 +34,10 @@ const (
 	initEnvFile  = "/etc/xkeep-vm.env"
 	guestTests   = "/xkeep/tests"
 	guestSources = "/xkeep/src"
+	// guestXkeep is the statically linked xkeep binary the end-to-end
+	// suite runs (it finds it through $XKEEP_BIN: no Go toolchain in the
+	// VM to build one).
+	guestXkeep = "/xkeep/bin/xkeep"
 )
 
 var initScript = template.Must(template.New("init").Parse(`#!/bin/busybox sh
@@ -82,6 +86,8 @@ type initramfsSpec struct {
 	Tests    []testBinary
 	RepoRoot string
 	Env      map[string]string
+	// Files are more host files to copy in: guest path -> host path.
+	Files map[string]string
 }
 
 // writeInitramfs writes the uncompressed cpio archive to path. Uncompressed
@@ -148,6 +154,15 @@ func writeInitramfs(path string, spec initramfsSpec) error {
 				return fmt.Errorf("add testdata of %s: %w", t.Pkg, err)
 			}
 		}
+	}
+
+	guestPaths := make([]string, 0, len(spec.Files))
+	for g := range spec.Files {
+		guestPaths = append(guestPaths, g)
+	}
+	sort.Strings(guestPaths)
+	for _, g := range guestPaths {
+		c.CopyFile(g, spec.Files[g])
 	}
 
 	var env strings.Builder

@@ -3,9 +3,10 @@
 // does not) and is an older BPF verifier for the XDP program.
 //
 // It fetches the kernel and busybox-static with apt-get download (cached),
-// builds statically linked test binaries (CGO_ENABLED=0 go test -c), packs
-// them with busybox, the needed kernel modules (depmod'ed) and an init
-// script into an initramfs, boots qemu-system-x86_64 under TCG, streams the
+// builds statically linked test binaries (CGO_ENABLED=0 go test -c) and,
+// for test/e2e's IPVS scenarios, the xkeep binary, packs them with
+// busybox, the needed kernel modules (depmod'ed) and an init script into
+// an initramfs, boots qemu-system-x86_64 under TCG, streams the
 // tests' output and exits non-zero when a test failed or the VM did not
 // come up. With -bench it runs the benchmarks instead and prints the
 // IPVS-vs-XDP packets/s ratio.
@@ -40,11 +41,20 @@ import (
 
 // testPackages run inside the VM by default: everything that needs IPVS or
 // a second kernel (dataplane/xdp: the program must pass the 6.1 verifier
-// too). Add a package here to run its tests on 6.1 as well.
+// too). Add a package here to run its tests on 6.1 as well. test/e2e runs
+// its scenarios there with --dataplane=ipvs (e2eEnv).
 var testPackages = []string{
 	"./dataplane/ipvs",
 	"./dataplane/xdp",
 	"./internal/testnet",
+	"./test/e2e",
+}
+
+// e2eEnv points test/e2e at the xkeep binary packed into the VM and at
+// the IPVS dataplane, which the host's kernel lacks.
+var e2eEnv = map[string]string{
+	"XKEEP_BIN":           guestXkeep,
+	"XKEEP_E2E_DATAPLANE": "ipvs",
 }
 
 // benchPackages hold the benchmarks -bench runs in the VM. Sub-benchmarks
@@ -226,10 +236,23 @@ func runOnce(ctx context.Context, o options) (int, error) {
 		tests = rounds
 	}
 
+	// The end-to-end suite runs the xkeep binary itself: build it too,
+	// statically like the tests.
+	files := map[string]string{}
 	env := map[string]string{
 		"XKEEP_VM": "1",
 		"HOME":     "/root",
 		"TMPDIR":   "/tmp",
+	}
+	if needsXkeep(tests) {
+		bin := filepath.Join(tmp, "xkeep")
+		if err := buildXkeep(ctx, root, bin); err != nil {
+			return exitVMFail, err
+		}
+		files[guestXkeep] = bin
+		for k, v := range e2eEnv {
+			env[k] = v
+		}
 	}
 	// With XKEEP_CI, a test that would skip fails: same rule in the VM.
 	if v := os.Getenv("XKEEP_CI"); v != "" {
@@ -243,6 +266,7 @@ func runOnce(ctx context.Context, o options) (int, error) {
 		Tests:    tests,
 		RepoRoot: root,
 		Env:      env,
+		Files:    files,
 	})
 	if err != nil {
 		return exitVMFail, fmt.Errorf("build initramfs: %w", err)
@@ -385,6 +409,36 @@ func buildTests(ctx context.Context, root, dir string, pkgs, args []string) ([]t
 	}
 	fmt.Printf("vm: built %d test binaries in %.1fs\n", len(tests), time.Since(start).Seconds())
 	return tests, nil
+}
+
+// needsXkeep reports whether a test binary runs the xkeep binary
+// (test/e2e).
+func needsXkeep(tests []testBinary) bool {
+	for _, t := range tests {
+		if t.Pkg == "github.com/xkeep/xkeep/test/e2e" {
+			return true
+		}
+	}
+	return false
+}
+
+// buildXkeep builds cmd/xkeep statically (the VM has no libc) into out.
+func buildXkeep(ctx context.Context, root, out string) error {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "./cmd/xkeep")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/xkeep: %w", err)
+	}
+	fmt.Printf("vm: built xkeep in %.1fs\n", time.Since(start).Seconds())
+	return nil
 }
 
 // repoRoot is the directory holding go.mod, from the working directory up.

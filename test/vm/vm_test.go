@@ -180,6 +180,7 @@ func TestInitramfsRunsEachRoundAndHoldsEachBinaryOnce(t *testing.T) {
 	err = writeInitramfs(img, initramfsSpec{
 		Busybox: filepath.Join(dir, "busybox"), Modules: filepath.Join(dir, "mods"), Load: []string{"ip_vs", "veth"},
 		Tests: runs, RepoRoot: filepath.Join(dir, "repo"), Env: map[string]string{"XKEEP_VM": "1", "Q": "it's"},
+		Files: map[string]string{guestXkeep: filepath.Join(dir, "busybox")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +199,7 @@ func TestInitramfsRunsEachRoundAndHoldsEachBinaryOnce(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cpio -i: %v\n%s", err, b)
 	}
-	for _, want := range []string{"init", "bin/busybox", "xkeep/tests/x.test", "lib/modules/6.1/kernel/a.ko", "xkeep/src/pkg/testdata/in.txt", "etc/xkeep-vm.env"} {
+	for _, want := range []string{"init", "bin/busybox", "xkeep/tests/x.test", "lib/modules/6.1/kernel/a.ko", "xkeep/src/pkg/testdata/in.txt", "etc/xkeep-vm.env", "xkeep/bin/xkeep"} {
 		if _, err := os.Stat(filepath.Join(out, want)); err != nil {
 			t.Errorf("archive lacks %s: %v", want, err)
 		}
