@@ -106,7 +106,12 @@ type Rig struct {
 func New(t testing.TB, bin string) *Rig {
 	t.Helper()
 	testnet.RequireRoot(t)
-	r := &Rig{T: t, Bin: bin, Dir: t.TempDir()}
+	// Daemons run in their node's directory.
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Rig{T: t, Bin: abs, Dir: t.TempDir()}
 	t.Cleanup(func() {
 		if err := r.CheckLeaks(); err != nil {
 			t.Errorf("left behind: %v", err)
