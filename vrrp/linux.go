@@ -20,6 +20,7 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -533,70 +534,194 @@ func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(LinkEvent)) error {
 	}
 }
 
-// NetlinkAddrs adds and removes VIPs with netlink, over one netlink
-// socket kept open (in the namespace of its first use), so a takeover
-// costs one round trip per address.
+// NetlinkAddrs adds and removes VIPs over a netlink socket of its own
+// (opened in the namespace of its first use). Adding the address is the
+// last step of a takeover, so each address's request is encoded once
+// (with vishvananda/netlink's nl package) and then sent with a single
+// sendto: no link lookup, allocation or runtime call on that path; the
+// kernel has added the address when sendto returns.
 type NetlinkAddrs struct {
-	mu    sync.Mutex
-	h     *netlink.Handle
-	links map[string]netlink.Link
+	mu     sync.Mutex
+	fd     int
+	opened bool
+	seq    uint32
+	links  map[string]int // interface index by name
+	reqs   map[addrReq][]byte
+	buf    []byte
 }
 
-// link returns the named link, cached: a takeover then costs a single
-// netlink round trip. A failed request drops the cache entry.
-func (n *NetlinkAddrs) link(h *netlink.Handle, name string) (netlink.Link, error) {
-	n.mu.Lock()
-	l, ok := n.links[name]
-	n.mu.Unlock()
-	if ok {
-		return l, nil
+type addrReq struct {
+	vip VIP
+	dev string
+	add bool
+}
+
+func (n *NetlinkAddrs) open() error {
+	if n.opened {
+		return nil
 	}
-	l, err := h.LinkByName(name)
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("netlink socket: %w", err)
 	}
-	n.mu.Lock()
-	if n.links == nil {
-		n.links = map[string]netlink.Link{}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("netlink socket: %w", err)
 	}
-	n.links[name] = l
-	n.mu.Unlock()
-	return l, nil
+	// Errors come back without a copy of the request.
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
+	// Bounds the (unexpected) wait for an answer not queued by the time
+	// sendto returns.
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
+	n.fd, n.opened = fd, true
+	n.links, n.reqs, n.buf = map[string]int{}, map[addrReq][]byte{}, make([]byte, 8192)
+	return nil
 }
 
-func (n *NetlinkAddrs) forget(name string) {
-	n.mu.Lock()
-	delete(n.links, name)
-	n.mu.Unlock()
-}
-
-func (n *NetlinkAddrs) handle() (*netlink.Handle, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.h == nil {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+// request returns the encoded request for an address change, building
+// it (and the opposite one) on first use.
+func (n *NetlinkAddrs) request(k addrReq) ([]byte, error) {
+	if b, ok := n.reqs[k]; ok {
+		return b, nil
+	}
+	idx, ok := n.links[k.dev]
+	if !ok {
+		l, err := netlink.LinkByName(k.dev)
 		if err != nil {
 			return nil, err
 		}
-		n.h = h
+		idx = l.Attrs().Index
+		n.links[k.dev] = idx
 	}
-	return n.h, nil
+	other := k
+	other.add = !k.add
+	n.reqs[other] = addrRequest(other.vip, idx, other.add)
+	n.reqs[k] = addrRequest(k.vip, idx, k.add)
+	return n.reqs[k], nil
 }
 
-func vipAddr(v VIP) *netlink.Addr {
-	bits := 32
-	if v.Prefix.Addr().Is6() {
-		bits = 128
+// ForgetInterface drops what is cached about an interface that is gone
+// (when it returns it has another index).
+func (n *NetlinkAddrs) ForgetInterface(dev string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.opened {
+		n.forget(dev)
 	}
-	a := &netlink.Addr{
-		IPNet: &net.IPNet{IP: v.Prefix.Addr().AsSlice(), Mask: net.CIDRMask(v.Prefix.Bits(), bits)},
-		Label: v.Label,
-		Scope: int(v.Scope),
+}
+
+// PrepareVIP encodes the requests for an address ahead of its first
+// change (the router calls it for every VIP it may add).
+func (n *NetlinkAddrs) PrepareVIP(v VIP, dev string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.open() == nil {
+		_, _ = n.request(addrReq{vip: v, dev: vipDev(v, dev), add: true})
 	}
-	if bits == 128 {
-		a.Flags = unix.IFA_F_NODAD
+}
+
+// forget drops what is cached about an interface (it may have been
+// re-created with another index).
+func (n *NetlinkAddrs) forget(dev string) {
+	delete(n.links, dev)
+	for k := range n.reqs {
+		if k.dev == dev {
+			delete(n.reqs, k)
+		}
 	}
-	return a
+}
+
+// addrRequest encodes RTM_NEWADDR or RTM_DELADDR for a VIP as `ip addr
+// add/del` would: the broadcast address of an IPv4 prefix up to /30,
+// the label (IPv4 only), no duplicate address detection for IPv6.
+func addrRequest(v VIP, ifindex int, add bool) []byte {
+	typ, flags := unix.RTM_DELADDR, unix.NLM_F_ACK
+	if add {
+		typ, flags = unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK
+	}
+	req := nl.NewNetlinkRequest(typ, flags)
+	a := v.Prefix.Addr()
+	msg := nl.NewIfAddrmsg(unix.AF_INET)
+	if a.Is6() {
+		msg = nl.NewIfAddrmsg(unix.AF_INET6)
+		msg.Flags = unix.IFA_F_NODAD
+	}
+	msg.Prefixlen, msg.Scope, msg.Index = uint8(v.Prefix.Bits()), v.Scope, uint32(ifindex)
+	req.AddData(msg)
+	ip := a.AsSlice()
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, ip))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, ip))
+	if a.Is4() {
+		if v.Prefix.Bits() < 31 {
+			mask := net.CIDRMask(v.Prefix.Bits(), 32)
+			brd := make([]byte, 4)
+			for i := range brd {
+				brd[i] = ip[i] | ^mask[i]
+			}
+			req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, brd))
+		}
+		if v.Label != "" {
+			req.AddData(nl.NewRtAttr(unix.IFA_LABEL, nl.ZeroTerminated(v.Label)))
+		}
+	}
+	return req.Serialize()
+}
+
+// exec sends a request and returns the kernel's answer (an errno).
+func (n *NetlinkAddrs) exec(req []byte) error {
+	n.seq++
+	binary.NativeEndian.PutUint32(req[8:12], n.seq)
+	if err := rawSendtoKernel(n.fd, req); err != nil {
+		return err
+	}
+	for {
+		// The kernel answers within sendto: the answer is queued.
+		k, err := rawRecvNoWait(n.fd, n.buf)
+		if err == unix.EAGAIN {
+			k, _, err = unix.Recvfrom(n.fd, n.buf, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("netlink answer: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(n.buf[:k])
+		if err != nil {
+			return fmt.Errorf("netlink answer: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != n.seq || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
+				continue // an answer to an earlier request we gave up on
+			}
+			if errno := int32(binary.NativeEndian.Uint32(m.Data[:4])); errno != 0 {
+				return syscall.Errno(-errno)
+			}
+			return nil
+		}
+	}
+}
+
+// change adds or removes an address, looking the interface up again
+// once when it was re-created.
+func (n *NetlinkAddrs) change(v VIP, dev string, add bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.open(); err != nil {
+		return err
+	}
+	k := addrReq{vip: v, dev: vipDev(v, dev), add: add}
+	for attempt := 0; ; attempt++ {
+		req, err := n.request(k)
+		if err != nil {
+			return err
+		}
+		err = n.exec(req)
+		if errors.Is(err, unix.ENODEV) {
+			n.forget(k.dev)
+			if attempt == 0 {
+				continue
+			}
+		}
+		return err
+	}
 }
 
 func vipDev(v VIP, dev string) string {
@@ -608,55 +733,23 @@ func vipDev(v VIP, dev string) string {
 
 // AddVIP adds the address (no error when present).
 func (n *NetlinkAddrs) AddVIP(v VIP, dev string) error {
-	h, err := n.handle()
-	if err != nil {
-		return err
-	}
-	name := vipDev(v, dev)
-	link, err := n.link(h, name)
-	if err != nil {
-		return err
-	}
-	err = h.AddrAdd(link, vipAddr(v))
-	if errors.Is(err, unix.ENODEV) {
-		// The interface was re-created: look it up again.
-		n.forget(name)
-		if link, err = n.link(h, name); err == nil {
-			err = h.AddrAdd(link, vipAddr(v))
-		}
-	}
+	err := n.change(v, dev, true)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
-		n.forget(name)
-		return fmt.Errorf("add %s to %s: %w", v.Prefix, name, err)
+		return fmt.Errorf("add %s to %s: %w", v.Prefix, vipDev(v, dev), err)
 	}
 	return nil
 }
 
-// RemoveVIP removes the address (no error when absent).
+// RemoveVIP removes the address (no error when absent, or when its
+// interface is gone).
 func (n *NetlinkAddrs) RemoveVIP(v VIP, dev string) error {
-	h, err := n.handle()
-	if err != nil {
-		return err
-	}
-	name := vipDev(v, dev)
-	link, err := n.link(h, name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return nil
-		}
-		return err
-	}
-	err = h.AddrDel(link, vipAddr(v))
-	if errors.Is(err, unix.ENODEV) {
-		n.forget(name)
+	err := n.change(v, dev, false)
+	var nf netlink.LinkNotFoundError
+	if err == nil || errors.As(err, &nf) || errors.Is(err, unix.ENODEV) ||
+		errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
-		n.forget(name)
-		return fmt.Errorf("remove %s from %s: %w", v.Prefix, name, err)
-	}
-	return nil
+	return fmt.Errorf("remove %s from %s: %w", v.Prefix, vipDev(v, dev), err)
 }
 
 // LinuxAnnouncer sends gratuitous ARP requests (mdlayher/arp) and

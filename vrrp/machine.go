@@ -274,6 +274,19 @@ func (m *Machine) NextDeadline() (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
+// NextMasterDown returns the earliest armed Master_Down_Timer: the
+// deadline at which a backup takes over unless an advert comes first.
+// The runtime keeps that one to the microsecond (see poll_linux.go).
+func (m *Machine) NextMasterDown() (time.Time, bool) {
+	var next time.Time
+	for _, in := range m.instances {
+		if in.state == StateBackup && !in.downAt.IsZero() && (next.IsZero() || in.downAt.Before(next)) {
+			next = in.downAt
+		}
+	}
+	return next, !next.IsZero()
+}
+
 func (m *Machine) setNow(now time.Time) {
 	if now.After(m.now) {
 		m.now = now

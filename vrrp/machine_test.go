@@ -870,3 +870,23 @@ func TestInterfaceMissingFault(t *testing.T) {
 		t.Fatalf("fault reasons %q", r)
 	}
 }
+
+// NextMasterDown is the backup's Master_Down_Timer only (the runtime
+// keeps that deadline exactly); a master's advert timer is not one.
+func TestNextMasterDown(t *testing.T) {
+	cfg := Config{Instances: []InstanceConfig{
+		inst(func(c *InstanceConfig) { c.Priority = 255 }),
+		inst(func(c *InstanceConfig) { c.Name, c.VRID = "VI_2", 52 }),
+	}}
+	h := newHarness(t, cfg)
+	if next, _ := h.m.NextDeadline(); next.Sub(h.t0) != time.Second {
+		t.Fatalf("next deadline %v", next.Sub(h.t0))
+	}
+	if down, ok := h.m.NextMasterDown(); !ok || down.Sub(h.t0) != 3609375*time.Microsecond {
+		t.Fatalf("master down %v %v", down.Sub(h.t0), ok)
+	}
+	h.run(4 * time.Second)
+	if down, ok := h.m.NextMasterDown(); ok {
+		t.Fatalf("master down %v with both masters", down.Sub(h.t0))
+	}
+}

@@ -73,3 +73,22 @@ func rawSendmsg6(fd int, b, oob []byte, dst netip.Addr, ifindex int) error {
 	_, _, e := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
 	return errnoErr(e)
 }
+
+// rawSendtoKernel sends a netlink request to the kernel, which handles it
+// before sendto returns.
+func rawSendtoKernel(fd int, b []byte) error {
+	sa := unix.RawSockaddrNetlink{Family: unix.AF_NETLINK}
+	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		0, uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrNetlink)
+	return errnoErr(e)
+}
+
+// rawRecvNoWait reads one queued datagram; EAGAIN when none is.
+func rawRecvNoWait(fd int, b []byte) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+		unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}

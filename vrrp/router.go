@@ -388,7 +388,33 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 		}
 	}
 	r.startScripts(cfg)
+	r.prepareVIPs()
 	return nil
+}
+
+// vipPreparer is an AddressManager that can get ready for an address
+// ahead of adding it (NetlinkAddrs encodes its requests).
+type vipPreparer interface {
+	PrepareVIP(vip VIP, dev string)
+	// ForgetInterface drops what was prepared for a vanished interface.
+	ForgetInterface(dev string)
+}
+
+// prepareVIPs readies every address a takeover may add, so the takeover
+// itself only sends; r.mu is held.
+func (r *Router) prepareVIPs() {
+	p, ok := r.deps.Addrs.(vipPreparer)
+	if !ok {
+		return
+	}
+	for _, ic := range r.cfg.Instances {
+		if r.absent[connKey{ic.Interface, ic.IsIPv6()}] {
+			continue
+		}
+		for _, v := range ic.AllVIPs() {
+			p.PrepareVIP(v, ic.Interface)
+		}
+	}
 }
 
 // primaryAddr is the source address of an instance that configures none.
@@ -450,6 +476,9 @@ func (r *Router) linkChanged(at time.Time, ev LinkEvent) {
 	name := ev.Name
 	if ev.Gone {
 		delete(r.links, name)
+		if p, ok := r.deps.Addrs.(vipPreparer); ok {
+			p.ForgetInterface(name)
+		}
 		for key := range r.conns {
 			if key.ifname == name {
 				r.closeConn(key)
@@ -473,6 +502,7 @@ func (r *Router) linkChanged(at time.Time, ev LinkEvent) {
 	}
 	if !missing {
 		r.resolveSources(at, name)
+		r.prepareVIPs()
 	}
 	r.m.Step(at, LinkChanged{Interface: name, Up: ev.Up, Missing: missing})
 }
