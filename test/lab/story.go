@@ -139,7 +139,7 @@ func story(ctx context.Context, t testing.TB, o options) (err error) {
 		l.vip, rig.WebPort, secs(persistence), secs(delayLoop), secs(check.ConnectTimeout), check.Retry, secs(check.DelayBeforeRetry))
 
 	defer func() {
-		if err != nil {
+		if err != nil && ctx.Err() == nil { // not when interrupted
 			l.showLogs()
 		}
 	}()
