@@ -13,7 +13,7 @@
 //
 // Usage (as root, from the repository root; `make test-vm`, `make bench`):
 //
-//	go run ./test/vm [-pkgs ./dataplane/ipvs,...] [-run REGEXP]
+//	go run ./test/vm [-pkgs ./dataplane/ipvs,...] [-run REGEXP] [-tags TAGS]
 //	go run ./test/vm -bench [-benchre REGEXP] [-benchtime 1x]
 //
 // The cache (downloaded .debs, unpacked packages, staged modules) is
@@ -76,6 +76,7 @@ type options struct {
 	bench       bool
 	pkgs        string
 	run         string
+	tags        string
 	benchRe     string
 	benchTime   string
 	benchCount  int
@@ -93,6 +94,7 @@ func main() {
 	flag.BoolVar(&o.bench, "bench", false, "run benchmarks instead of tests and print the IPVS-vs-XDP ratio")
 	flag.StringVar(&o.pkgs, "pkgs", "", "comma-separated packages to run (default: the built-in list for the mode)")
 	flag.StringVar(&o.run, "run", "", "run only tests matching this regexp (go test -run)")
+	flag.StringVar(&o.tags, "tags", "", "build tags for the test binaries (go test -tags)")
 	flag.StringVar(&o.benchRe, "benchre", ".", "with -bench: benchmarks to run (go test -bench)")
 	flag.StringVar(&o.benchTime, "benchtime", "1x", "with -bench: go test -benchtime")
 	flag.IntVar(&o.benchCount, "benchcount", 3, "with -bench: rounds of every benchmark binary, in turns; rows are reported as medians")
@@ -214,7 +216,7 @@ func runOnce(ctx context.Context, o options) (int, error) {
 			return exitVMFail, fmt.Errorf("argument %q: single quotes are not supported", a)
 		}
 	}
-	tests, err := buildTests(ctx, root, filepath.Join(tmp, "tests"), pkgs, args)
+	tests, err := buildTests(ctx, root, filepath.Join(tmp, "tests"), pkgs, o.tags, args)
 	if err != nil {
 		return exitVMFail, err
 	}
@@ -346,12 +348,12 @@ func summarize(rep *vmReport, tests []testBinary, o options, console string) int
 
 // buildTests compiles each package's tests into a static binary in dir.
 // Packages without test files are reported and left out.
-func buildTests(ctx context.Context, root, dir string, pkgs, args []string) ([]testBinary, error) {
+func buildTests(ctx context.Context, root, dir string, pkgs []string, tags string, args []string) ([]testBinary, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return nil, err
 	}
-	listArgs := append([]string{"list", "-f", "{{.ImportPath}}|{{.Dir}}|{{len .TestGoFiles}}|{{len .XTestGoFiles}}"}, pkgs...)
+	listArgs := append([]string{"list", "-tags", tags, "-f", "{{.ImportPath}}|{{.Dir}}|{{len .TestGoFiles}}|{{len .XTestGoFiles}}"}, pkgs...)
 	cmd := exec.CommandContext(ctx, goTool, listArgs...)
 	cmd.Dir = root
 	cmd.Stderr = os.Stderr
@@ -393,7 +395,7 @@ func buildTests(ctx context.Context, root, dir string, pkgs, args []string) ([]t
 		return nil, err
 	}
 	start := time.Now()
-	cmd = exec.CommandContext(ctx, goTool, append([]string{"test", "-c", "-o", dir + "/"}, build...)...)
+	cmd = exec.CommandContext(ctx, goTool, append([]string{"test", "-c", "-tags", tags, "-o", dir + "/"}, build...)...)
 	cmd.Dir = root
 	// Static binaries: the VM has no libc.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
