@@ -154,6 +154,9 @@ func TestFailoverOnGracefulStop(t *testing.T) {
 		t.Errorf("lb1's xkeep exited with %v after SIGTERM, want status 0", err)
 	}
 	t.Logf("lb1's xkeep exited %v after SIGTERM", s.took.Round(time.Millisecond))
+	if err := p.lb1.DataplaneGone(dataplane()); err != nil {
+		t.Errorf("after a graceful stop the dataplane should be gone: %v", err)
+	}
 	if v, err := metric(p.x2, "xkeep_priority_zero_received_total", "iname", "VI_1"); err != nil || v < 1 {
 		t.Errorf("lb2 counted %v priority-0 adverts (%v), want at least 1", v, err)
 	}

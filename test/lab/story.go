@@ -56,20 +56,21 @@ const (
 
 // lab holds the story's parts.
 type lab struct {
-	ctx    context.Context
-	tl     *timeline
-	w      *watcher
-	r      *rig.Rig
-	vip    netip.Addr
-	lb1    *rig.Node
-	lb2    *rig.Node
-	cli    *rig.Client
-	x1, x2 *rig.Daemon
-	vs     rig.VirtualServer
-	vi1    rig.Instance // lb1's VI_1
-	vi2    rig.Instance // lb2's VI_1
-	load   *rig.Load    // the first four client addresses, from step 2
-	late   *rig.Load    // two more, from step 4
+	ctx       context.Context
+	tl        *timeline
+	w         *watcher
+	r         *rig.Rig
+	vip       netip.Addr
+	lb1       *rig.Node
+	lb2       *rig.Node
+	cli       *rig.Client
+	x1, x2    *rig.Daemon
+	vs        rig.VirtualServer
+	vi1       rig.Instance // lb1's VI_1
+	vi2       rig.Instance // lb2's VI_1
+	load      *rig.Load    // the first four client addresses, from step 2
+	late      *rig.Load    // two more, from step 4
+	dataplane string
 	// lb1Metrics is lb1's last scrape, taken just before it is killed.
 	lb1Metrics rig.Metrics
 	killAt     time.Time
@@ -79,7 +80,7 @@ type lab struct {
 // and returns the first step that did not happen as it should.
 func story(ctx context.Context, t testing.TB, o options) (err error) {
 	tl := &timeline{w: o.out, start: time.Now()}
-	l := &lab{ctx: ctx, tl: tl, vip: rig.Addr(200)}
+	l := &lab{ctx: ctx, tl: tl, vip: rig.Addr(200), dataplane: o.dataplane}
 
 	tl.say("building the lab: network namespaces on one bridge, addresses only inside them")
 	l.r = rig.New(t, o.bin)
@@ -687,7 +688,10 @@ func (l *lab) gracefulStop() error {
 	if held {
 		return errors.New("lb2's xkeep exited but left the VIP on eth0")
 	}
-	l.tl.say("lb2's xkeep exited %v after SIGTERM (bound 2s): it sent priority 0, removed the VIP and detached its dataplane", round(took))
+	if err := l.lb2.DataplaneGone(l.dataplane); err != nil {
+		return fmt.Errorf("lb2's xkeep exited, but its dataplane is still there: %w", err)
+	}
+	l.tl.say("lb2's xkeep exited %v after SIGTERM (bound 2s): it sent priority 0, removed the VIP, detached its XDP program and removed its pins", round(took))
 	return nil
 }
 

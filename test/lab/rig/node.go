@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 
 	"github.com/xkeep/xkeep/internal/testnet"
@@ -207,4 +209,60 @@ func (n *Node) XDPAttached() (bool, error) {
 	}
 	x := l.Attrs().Xdp
 	return x != nil && x.Attached, nil
+}
+
+// Pins lists what is pinned in the node's pin directory (relative
+// paths); none when the directory does not exist.
+func (n *Node) Pins() ([]string, error) {
+	var pins []string
+	root := n.PinDir()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			pins = append(pins, rel)
+		}
+		return nil
+	})
+	return pins, err
+}
+
+// IPVSServices counts the IPVS virtual services in the node's namespace.
+func (n *Node) IPVSServices() (int, error) {
+	h, err := ipvs.New(n.NS.Path())
+	if err != nil {
+		return 0, fmt.Errorf("%s: ipvs: %w", n.Name, err)
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err != nil {
+		return 0, fmt.Errorf("%s: ipvs: %w", n.Name, err)
+	}
+	return len(svcs), nil
+}
+
+// DataplaneGone reports what of a dataplane is still on the node: an XDP
+// program on eth0, pins, IPVS services (where the kernel has IPVS).
+func (n *Node) DataplaneGone(dataplane string) error {
+	var errs []error
+	if attached, err := n.XDPAttached(); err != nil || attached {
+		errs = append(errs, fmt.Errorf("XDP program attached to eth0 (%v)", err))
+	}
+	if pins, err := n.Pins(); err != nil || len(pins) > 0 {
+		errs = append(errs, fmt.Errorf("pinned in %s: %q (%v)", n.PinDir(), pins, err))
+	}
+	if dataplane == "ipvs" {
+		if c, err := n.IPVSServices(); err != nil || c > 0 {
+			errs = append(errs, fmt.Errorf("%d IPVS services (%v)", c, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	return nil
 }

@@ -144,8 +144,8 @@ func (r *Rig) remember(ns *testnet.Namespace, ports ...*testnet.Port) {
 }
 
 // CheckLeaks reports what of the rig still exists: named namespaces in
-// /var/run/netns, links in the caller's namespace named after them
-// (veth ends that escaped), the bpf mount, processes not reaped, and any
+// /var/run/netns, switch-side veth ends that escaped to the caller's
+// namespace, the bpf mount, processes not reaped, and any
 // process whose command line mentions the rig's directory (scripts a
 // killed daemon left running, a keepalived child).
 func (r *Rig) CheckLeaks() error {
