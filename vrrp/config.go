@@ -23,6 +23,11 @@ type Config struct {
 	// ScriptUser runs scripts that name no user (keepalived's
 	// script_user); empty means the daemon's own user.
 	ScriptUser string
+	// StartupDelay is vrrp_startup_delay: for this long after the router
+	// starts no instance becomes master, and a backup's first
+	// Master_Down_Timer runs from the end of it (adverts heard meanwhile
+	// count as usual). Reloads do not delay again.
+	StartupDelay time.Duration
 }
 
 // InstanceConfig is one vrrp_instance.
@@ -53,11 +58,30 @@ type InstanceConfig struct {
 	// interface's primary address of the VIPs' family.
 	SourceAddr   netip.Addr
 	UnicastPeers []netip.Addr
+	// UnicastAnySource accepts unicast adverts from any source address,
+	// not only from UnicastPeers (keepalived without check_unicast_src,
+	// its default).
+	UnicastAnySource bool
 	// UnicastTTL is the TTL of unicast adverts (default 255).
 	UnicastTTL uint8
 	// LowerPrioNoAdvert stops a master from answering a lower-priority
 	// advert with one of its own.
 	LowerPrioNoAdvert bool
+	// HigherPrioSendAdvert makes a master that hears a higher priority
+	// (or an equal one from a higher address) send one more advert of
+	// its own before it becomes backup, so that the new master, if it
+	// sends gratuitous ARPs on a lower priority (GARPConfig.LowerPrio*),
+	// refreshes the neighbours' caches after a split.
+	HigherPrioSendAdvert bool
+	// McastGroup is mcast_dst_ip: the multicast group adverts go to and
+	// are accepted on instead of 224.0.0.18 / ff02::12 (invalid: those).
+	// Unicast instances ignore it. Instances on one interface may share
+	// a VRID when their groups differ.
+	McastGroup netip.Addr
+	// DownTimerAdverts is down_timer_adverts: Master_Down_Interval is
+	// this many advert intervals plus the skew time (0 means the RFC's
+	// 3; 1..100).
+	DownTimerAdverts int
 	// Checksum is how VRRPv3 over IPv4 is checksummed (v3_checksum_as_v2
 	// selects packet.MessageOnly).
 	Checksum        packet.ChecksumMode
@@ -99,6 +123,12 @@ type GARPConfig struct {
 	MasterRefreshRepeat int
 	// Interval spaces the messages of one block.
 	Interval time.Duration
+	// LowerPrioRepeat is garp_lower_prio_repeat: a master that hears a
+	// lower priority sends this many at once (0: none), and as many
+	// again LowerPrioDelay later (garp_lower_prio_delay; 0: no second
+	// block).
+	LowerPrioRepeat int
+	LowerPrioDelay  time.Duration
 }
 
 // DefaultGARP is keepalived's default: 5 at once, 5 more after 5 s.
@@ -141,6 +171,9 @@ type NotifyConfig struct {
 	// Any is `notify`: run on every change with INSTANCE|GROUP, the name,
 	// the state and the priority appended.
 	Any string
+	// MasterRxLowerPri is notify_master_rx_lower_pri: run (with no
+	// arguments added) each time a master hears a lower priority.
+	MasterRxLowerPri string
 }
 
 // SyncGroupConfig is a vrrp_sync_group: its instances change state
@@ -157,6 +190,29 @@ func (c *InstanceConfig) AllVIPs() []VIP {
 		return c.VIPs
 	}
 	return append(append([]VIP{}, c.VIPs...), c.ExcludedVIPs...)
+}
+
+// Group is the multicast group of a multicast instance (McastGroup, or
+// the VRRP group of its family); invalid for a unicast one.
+func (c *InstanceConfig) Group() netip.Addr {
+	switch {
+	case len(c.UnicastPeers) > 0:
+		return netip.Addr{}
+	case c.McastGroup.IsValid():
+		return c.McastGroup
+	case c.IsIPv6():
+		return packet.GroupIPv6
+	}
+	return packet.GroupIPv4
+}
+
+// destination names where the instance's adverts go, for VRID
+// uniqueness.
+func (c *InstanceConfig) destination() string {
+	if g := c.Group(); g.IsValid() {
+		return g.String()
+	}
+	return "unicast"
 }
 
 // IsIPv6 returns whether the instance runs over IPv6.
@@ -206,10 +262,11 @@ func (c *Config) Validate() error {
 			fam = "ipv6"
 		}
 		// One socket per interface and family carries every instance
-		// on it, unicast or not: the VRID tells them apart.
-		key := fmt.Sprintf("%s/%s/%d", in.Interface, fam, in.VRID)
+		// on it: the VRID and the destination (a multicast group, or
+		// a unicast address) tell them apart.
+		key := fmt.Sprintf("%s/%s/%d/%s", in.Interface, fam, in.VRID, in.destination())
 		if other, ok := vrids[key]; ok {
-			errs = append(errs, fmt.Errorf("vrrp_instance %s: virtual_router_id %d on %s is already used by %s", in.Name, in.VRID, in.Interface, other))
+			errs = append(errs, fmt.Errorf("vrrp_instance %s: virtual_router_id %d on %s is already used by %s (use another VRID, or another mcast_dst_ip)", in.Name, in.VRID, in.Interface, other))
 		}
 		vrids[key] = in.Name
 	}
@@ -283,6 +340,15 @@ func (in *InstanceConfig) validate(scripts map[string]bool) error {
 	}
 	if in.UnicastTTL == 0 {
 		in.UnicastTTL = packet.TTL
+	}
+	if g := in.McastGroup; g.IsValid() && (!g.IsMulticast() || g.Is6() != is6) {
+		return fmt.Errorf("%s: mcast_dst_ip %s is not a multicast address of the VIPs' family", where, g)
+	}
+	if in.DownTimerAdverts < 0 || in.DownTimerAdverts > 100 {
+		return fmt.Errorf("%s: down_timer_adverts %d (want 1..100)", where, in.DownTimerAdverts)
+	}
+	if in.GARP.LowerPrioRepeat < 0 || in.GARP.LowerPrioDelay < 0 {
+		return fmt.Errorf("%s: garp_lower_prio_repeat %d / garp_lower_prio_delay %v must not be negative", where, in.GARP.LowerPrioRepeat, in.GARP.LowerPrioDelay)
 	}
 	if in.GARP.MasterRepeat <= 0 {
 		in.GARP.MasterRepeat = DefaultGARP.MasterRepeat

@@ -72,6 +72,10 @@ type Conn interface {
 	// Write sends a VRRP message from src to dst with the given TTL or
 	// hop limit.
 	Write(src, dst netip.Addr, ttl uint8, msg []byte) error
+	// SetGroups makes the socket receive exactly these multicast groups
+	// (Listen joins the family's VRRP group; mcast_dst_ip names others,
+	// unicast instances need none).
+	SetGroups(groups []netip.Addr) error
 	Close() error
 }
 

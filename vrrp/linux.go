@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -95,6 +96,11 @@ type rawSock struct {
 	ufd int // urgent socket, see urgentSocket
 	buf []byte
 	oob []byte
+	// ifindex, is6 and groups are what SetGroups needs: the groups
+	// joined on both sockets.
+	ifindex int
+	is6     bool
+	groups  []netip.Addr
 
 	once sync.Once
 	file *os.File
@@ -118,7 +124,12 @@ func detach(pc *net.IPConn) (int, error) {
 }
 
 func newRawSock(fd int, ifi *net.Interface, is6 bool) (*rawSock, error) {
-	s := &rawSock{fd: fd, buf: make([]byte, 65536), oob: make([]byte, 512)}
+	group := packet.GroupIPv4
+	if is6 {
+		group = packet.GroupIPv6
+	}
+	s := &rawSock{fd: fd, buf: make([]byte, 65536), oob: make([]byte, 512),
+		ifindex: ifi.Index, is6: is6, groups: []netip.Addr{group}}
 	var err error
 	if s.ufd, err = urgentSocket(ifi, is6); err != nil {
 		unix.Close(fd)
@@ -134,6 +145,50 @@ func (s *rawSock) pollable() syscall.RawConn {
 		s.sc, _ = s.file.SyscallConn()
 	})
 	return s.sc
+}
+
+// SetGroups joins and leaves multicast groups on the interface, on the
+// main and the urgent socket.
+func (s *rawSock) SetGroups(groups []netip.Addr) error {
+	for _, g := range groups {
+		if !slices.Contains(s.groups, g) {
+			if err := s.membership(g, true); err != nil {
+				return fmt.Errorf("join %s: %w", g, err)
+			}
+		}
+	}
+	for _, g := range s.groups {
+		if !slices.Contains(groups, g) {
+			if err := s.membership(g, false); err != nil {
+				return fmt.Errorf("leave %s: %w", g, err)
+			}
+		}
+	}
+	s.groups = slices.Clone(groups)
+	return nil
+}
+
+func (s *rawSock) membership(g netip.Addr, join bool) error {
+	for _, fd := range []int{s.fd, s.ufd} {
+		var err error
+		if s.is6 {
+			opt := unix.IPV6_LEAVE_GROUP
+			if join {
+				opt = unix.IPV6_JOIN_GROUP
+			}
+			err = unix.SetsockoptIPv6Mreq(fd, unix.IPPROTO_IPV6, opt, &unix.IPv6Mreq{Multiaddr: g.As16(), Interface: uint32(s.ifindex)})
+		} else {
+			opt := unix.IP_DROP_MEMBERSHIP
+			if join {
+				opt = unix.IP_ADD_MEMBERSHIP
+			}
+			err = unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, opt, &unix.IPMreqn{Multiaddr: g.As4(), Ifindex: int32(s.ifindex)})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *rawSock) sysfd() int    { return s.fd }
@@ -292,6 +347,10 @@ func listen6(ifi *net.Interface) (*conn6, error) {
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 				return err
 			}
+			// Only the groups joined on this socket (Linux 4.20).
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_ALL, 0); err != nil {
+				return err
+			}
 			return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
 		})
 	}
@@ -426,8 +485,11 @@ func urgentSocket(ifi *net.Interface, is6 bool) (int, error) {
 		}
 	}
 	if err == nil && is6 {
-		err = unix.SetsockoptIPv6Mreq(fd, level, unix.IPV6_JOIN_GROUP,
-			&unix.IPv6Mreq{Multiaddr: packet.GroupIPv6.As16(), Interface: uint32(ifi.Index)})
+		err = unix.SetsockoptInt(fd, level, unix.IPV6_MULTICAST_ALL, 0)
+		if err == nil {
+			err = unix.SetsockoptIPv6Mreq(fd, level, unix.IPV6_JOIN_GROUP,
+				&unix.IPv6Mreq{Multiaddr: packet.GroupIPv6.As16(), Interface: uint32(ifi.Index)})
+		}
 	}
 	if err != nil {
 		unix.Close(fd)

@@ -131,13 +131,23 @@ type PriorityChanged struct {
 	Base, Effective uint8
 }
 
-func (SendAdvert) isAction()        {}
-func (AddVIPs) isAction()           {}
-func (RemoveVIPs) isAction()        {}
-func (SendGARP) isAction()          {}
-func (StateChanged) isAction()      {}
-func (GroupStateChanged) isAction() {}
-func (PriorityChanged) isAction()   {}
+// LowerPriorityReceived reports that a master heard a lower priority
+// (keepalived's MASTER_RX_LOWER_PRI event: notify_master_rx_lower_pri
+// runs on it).
+type LowerPriorityReceived struct {
+	Instance string
+	From     netip.Addr
+	Priority uint8
+}
+
+func (SendAdvert) isAction()            {}
+func (AddVIPs) isAction()               {}
+func (RemoveVIPs) isAction()            {}
+func (SendGARP) isAction()              {}
+func (StateChanged) isAction()          {}
+func (GroupStateChanged) isAction()     {}
+func (PriorityChanged) isAction()       {}
+func (LowerPriorityReceived) isAction() {}
 
 // Counters are an instance's protocol counters.
 type Counters struct {
@@ -203,6 +213,10 @@ type Machine struct {
 	// links holds the state of every link heard of; unknown links are up.
 	links   map[string]linkState
 	actions []Action
+	// configured is set by the first Configure; until delayUntil
+	// (vrrp_startup_delay) no instance becomes master.
+	configured bool
+	delayUntil time.Time
 }
 
 type instance struct {
@@ -217,6 +231,9 @@ type instance struct {
 	adverAt   time.Time // MASTER: Adver_Timer
 	garpAt    time.Time // MASTER: second block of gratuitous ARPs
 	refreshAt time.Time // MASTER: gratuitous ARP refresh
+	// lowerGarpAt are the delayed blocks of gratuitous ARPs after lower
+	// priority adverts (garp_lower_prio_delay), oldest first.
+	lowerGarpAt []time.Time
 	// preemptAt is when preempt_delay lets a lower-priority master be
 	// preempted; zero when no delay runs.
 	preemptAt time.Time
@@ -270,6 +287,9 @@ func (m *Machine) NextDeadline() (time.Time, bool) {
 				next = t
 			}
 		}
+		if len(in.lowerGarpAt) > 0 && (next.IsZero() || in.lowerGarpAt[0].Before(next)) {
+			next = in.lowerGarpAt[0]
+		}
 	}
 	return next, !next.IsZero()
 }
@@ -299,6 +319,12 @@ func (m *Machine) setNow(now time.Time) {
 // setup restarts the instance). cfg must have passed Validate.
 func (m *Machine) Configure(now time.Time, cfg Config) {
 	m.setNow(now)
+	if !m.configured {
+		m.configured = true
+		if cfg.StartupDelay > 0 {
+			m.delayUntil = m.now.Add(cfg.StartupDelay)
+		}
+	}
 	// Scripts keep their state across reloads when their name stays.
 	scripts := map[string]*scriptState{}
 	for _, sc := range cfg.Scripts {
@@ -436,7 +462,8 @@ func (m *Machine) start(in *instance) {
 	if len(m.groupFaulty(in)) > 0 {
 		return // reconcile moves it to FAULT
 	}
-	if in.cfg.Priority == PriorityOwner && !m.groupBlocksMaster(in) {
+	owner := in.cfg.Priority == PriorityOwner && !m.groupBlocksMaster(in)
+	if owner && !m.delaying() {
 		m.becomeMaster(in, "address owner")
 		return
 	}
@@ -444,10 +471,35 @@ func (m *Machine) start(in *instance) {
 	if vips := in.cfg.AllVIPs(); len(vips) > 0 {
 		m.emit(RemoveVIPs{Instance: in.cfg.Name, VIPs: vips})
 	}
-	m.becomeBackup(in, "start", 0)
-	if in.cfg.StartAsMaster && !in.cfg.NoPreempt {
-		in.downAt = m.now.Add(in.masterAdverInt + m.skewMin(in))
+	switch {
+	case owner:
+		m.waitStartupDelay(in, "start")
+	case in.cfg.StartAsMaster && !in.cfg.NoPreempt:
+		m.becomeBackup(in, "start", in.masterAdverInt+m.skewMin(in))
+	default:
+		m.becomeBackup(in, "start", 0)
 	}
+}
+
+// delaying reports whether vrrp_startup_delay still holds instances
+// back from becoming master.
+func (m *Machine) delaying() bool { return m.now.Before(m.delayUntil) }
+
+// armDown sets the Master_Down_Timer d from now or, during the startup
+// delay, d from its end (keepalived's vrrp_startup_delay).
+func (m *Machine) armDown(in *instance, d time.Duration) {
+	base := m.now
+	if m.delaying() {
+		base = m.delayUntil
+	}
+	in.downAt = base.Add(d)
+}
+
+// waitStartupDelay holds an address owner in BACKUP until the startup
+// delay ends (then its Master_Down_Timer expires and it takes over).
+func (m *Machine) waitStartupDelay(in *instance, reason string) {
+	in.downAt = m.delayUntil
+	m.transition(in, StateBackup, reason+" (vrrp_startup_delay)")
 }
 
 // Step feeds one event in.
@@ -501,6 +553,10 @@ func (m *Machine) Advance(now time.Time) {
 				in.refreshAt = now.Add(in.cfg.GARP.MasterRefresh)
 				m.emit(SendGARP{Instance: in.cfg.Name, VIPs: in.cfg.AllVIPs(), Count: in.cfg.GARP.MasterRefreshRepeat})
 			}
+			for len(in.lowerGarpAt) > 0 && !now.Before(in.lowerGarpAt[0]) {
+				in.lowerGarpAt = in.lowerGarpAt[1:]
+				m.emit(SendGARP{Instance: in.cfg.Name, VIPs: in.cfg.AllVIPs(), Count: in.cfg.GARP.LowerPrioRepeat})
+			}
 		}
 	}
 	m.updateGroups()
@@ -510,7 +566,7 @@ func (m *Machine) Advance(now time.Time) {
 // whole group takes over.
 func (m *Machine) masterDown(in *instance) {
 	if m.groupBlocksMaster(in) {
-		in.downAt = m.now.Add(m.masterDownInterval(in))
+		m.armDown(in, m.masterDownInterval(in))
 		return
 	}
 	m.becomeMaster(in, "master down timer expired")
@@ -584,6 +640,9 @@ func (m *Machine) check(in *instance, p *packet.Packet) (packet.Reason, bool) {
 	} else if !c.IsIPv6() && p.ChecksumMode != c.Checksum {
 		return packet.ReasonChecksum, false
 	}
+	if g := c.Group(); g.IsValid() && p.Dst.IsMulticast() && p.Dst != g {
+		return packet.ReasonVRID, false // another group's instance
+	}
 	if len(p.Addrs) != len(c.VIPs) {
 		return packet.ReasonAddrs, false
 	}
@@ -592,7 +651,7 @@ func (m *Machine) check(in *instance, p *packet.Packet) (packet.Reason, bool) {
 			return packet.ReasonAddrs, false
 		}
 	}
-	if len(c.UnicastPeers) > 0 && !slices.Contains(c.UnicastPeers, p.Src) {
+	if len(c.UnicastPeers) > 0 && !c.UnicastAnySource && !slices.Contains(c.UnicastPeers, p.Src) {
 		return packet.ReasonSource, false
 	}
 	return "", true
@@ -602,10 +661,19 @@ func (m *Machine) check(in *instance, p *packet.Packet) (packet.Reason, bool) {
 // with keepalived's answer to lower priorities.
 func (m *Machine) masterReceive(in *instance, p *packet.Packet) {
 	switch {
+	case p.Priority == in.eff && p.Src == in.cfg.SourceAddr:
+		// Our own advert come back (a loop in the segment), or another
+		// router with our address: neither higher nor lower, ignored
+		// (keepalived logs it and does nothing).
 	case p.Priority == PriorityStop:
 		m.sendAdvert(in, in.eff)
 		in.adverAt = m.now.Add(in.cfg.AdvertInterval)
 	case p.Priority > in.eff || (p.Priority == in.eff && addrGreater(p.Src, in.cfg.SourceAddr)):
+		if in.cfg.HigherPrioSendAdvert {
+			// Our advert makes the new master see a lower priority,
+			// and send its gratuitous ARPs again (keepalived).
+			m.sendAdvert(in, in.eff)
+		}
 		if in.cfg.Version == 3 {
 			in.masterAdverInt = p.Interval
 		}
@@ -621,17 +689,46 @@ func (m *Machine) masterReceive(in *instance, p *packet.Packet) {
 	default:
 		// A lower priority (or an equal one from a lower address): a
 		// backup that preempted wrongly, or one that lost our adverts.
-		// keepalived answers at once so it sees a master again.
+		// keepalived answers at once so it sees a master again, and
+		// announces the addresses again (itself and its sync group's
+		// other members), since the other may have taken them over.
 		if !in.cfg.LowerPrioNoAdvert {
 			m.sendAdvert(in, in.eff)
 		}
+		m.lowerPrioGARP(in)
+		if in.group != nil {
+			for _, o := range in.group.members {
+				if o != in && o.state == StateMaster {
+					m.lowerPrioGARP(o)
+				}
+			}
+		}
+		m.emit(LowerPriorityReceived{Instance: in.cfg.Name, From: p.Src, Priority: p.Priority})
+	}
+}
+
+// maxLowerGARPs bounds the delayed blocks of lower priority gratuitous
+// ARPs waiting at once (keepalived schedules one per advert heard).
+const maxLowerGARPs = 64
+
+// lowerPrioGARP sends garp_lower_prio_repeat gratuitous ARPs now and
+// schedules as many garp_lower_prio_delay later.
+func (m *Machine) lowerPrioGARP(in *instance) {
+	g := in.cfg.GARP
+	vips := in.cfg.AllVIPs()
+	if g.LowerPrioRepeat <= 0 || len(vips) == 0 {
+		return
+	}
+	m.emit(SendGARP{Instance: in.cfg.Name, VIPs: vips, Count: g.LowerPrioRepeat})
+	if g.LowerPrioDelay > 0 && len(in.lowerGarpAt) < maxLowerGARPs {
+		in.lowerGarpAt = append(in.lowerGarpAt, m.now.Add(g.LowerPrioDelay))
 	}
 }
 
 // backupReceive is RFC 5798 6.4.2 "If an ADVERTISEMENT is received".
 func (m *Machine) backupReceive(in *instance, p *packet.Packet) {
 	if p.Priority == PriorityStop {
-		in.downAt = m.now.Add(m.skew(in))
+		m.armDown(in, m.skew(in))
 		return
 	}
 	delaying := in.cfg.PreemptDelay > 0 && (in.preemptAt.IsZero() || m.now.Before(in.preemptAt))
@@ -639,7 +736,7 @@ func (m *Machine) backupReceive(in *instance, p *packet.Packet) {
 		if in.cfg.Version == 3 {
 			in.masterAdverInt = p.Interval
 		}
-		in.downAt = m.now.Add(m.masterDownInterval(in))
+		m.armDown(in, m.masterDownInterval(in))
 		in.masterAddr, in.masterPrio = p.Src, p.Priority
 		if in.cfg.PreemptDelay > 0 {
 			if p.Priority >= in.eff {
@@ -704,12 +801,13 @@ func (m *Machine) becomeBackup(in *instance, reason string, down time.Duration) 
 	if down == 0 {
 		down = m.masterDownInterval(in)
 	}
-	in.downAt = m.now.Add(down)
+	m.armDown(in, down)
 	m.transition(in, StateBackup, reason)
 }
 
 func (m *Machine) clearMasterTimers(in *instance) {
 	in.adverAt, in.garpAt, in.refreshAt = time.Time{}, time.Time{}, time.Time{}
+	in.lowerGarpAt = nil
 }
 
 func (m *Machine) leaveMasterForBackup(in *instance, reason string) {
@@ -764,9 +862,14 @@ func (m *Machine) skewMin(in *instance) time.Duration {
 	return base / 256
 }
 
-// masterDownInterval is 3 * Master_Adver_Interval + Skew_Time.
+// masterDownInterval is 3 * Master_Adver_Interval + Skew_Time, or
+// down_timer_adverts intervals instead of 3.
 func (m *Machine) masterDownInterval(in *instance) time.Duration {
-	return 3*in.masterAdverInt + m.skew(in)
+	n := time.Duration(in.cfg.DownTimerAdverts)
+	if n == 0 {
+		n = 3
+	}
+	return n*in.masterAdverInt + m.skew(in)
 }
 
 func (s *scriptState) record(ok bool) {
@@ -909,6 +1012,10 @@ func (m *Machine) reconcile(cause string) {
 func (m *Machine) leaveFault(in *instance, reason string) {
 	in.masterAdverInt = in.cfg.AdvertInterval
 	if in.cfg.Priority == PriorityOwner && !m.groupBlocksMaster(in) {
+		if m.delaying() {
+			m.waitStartupDelay(in, reason)
+			return
+		}
 		m.becomeMaster(in, reason)
 		return
 	}

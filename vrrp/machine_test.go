@@ -55,6 +55,8 @@ func describe(a Action) string {
 		return fmt.Sprintf("group %s %s->%s", a.Group, a.From, a.To)
 	case PriorityChanged:
 		return fmt.Sprintf("%s priority %d", a.Instance, a.Effective)
+	case LowerPriorityReceived:
+		return fmt.Sprintf("%s heard lower prio %d from %s", a.Instance, a.Priority, a.From)
 	}
 	return fmt.Sprintf("%T", a)
 }
@@ -334,8 +336,10 @@ func TestBackupPreemptsLowerPriorityMaster(t *testing.T) {
 		"3.4140625s VI_1 BACKUP->MASTER",
 		// As master it answers the lower priority at once.
 		"3.5s VI_1 advert prio 150",
+		"3.5s VI_1 heard lower prio 100 from 10.0.0.1",
 		"4.4140625s VI_1 advert prio 150",
 		"4.5s VI_1 advert prio 150",
+		"4.5s VI_1 heard lower prio 100 from 10.0.0.1",
 	)
 }
 
@@ -367,12 +371,16 @@ func TestPreemptDelay(t *testing.T) {
 		"7.9140625s VI_1 garp 10.0.0.100/32 x5",
 		"7.9140625s VI_1 BACKUP->MASTER",
 		"8.5s VI_1 advert prio 150",
+		"8.5s VI_1 heard lower prio 100 from 10.0.0.1",
 		"8.9140625s VI_1 advert prio 150",
 		"9.5s VI_1 advert prio 150",
+		"9.5s VI_1 heard lower prio 100 from 10.0.0.1",
 		"9.9140625s VI_1 advert prio 150",
 		"10.5s VI_1 advert prio 150",
+		"10.5s VI_1 heard lower prio 100 from 10.0.0.1",
 		"10.9140625s VI_1 advert prio 150",
 		"11.5s VI_1 advert prio 150",
+		"11.5s VI_1 heard lower prio 100 from 10.0.0.1",
 	)
 }
 
@@ -427,7 +435,7 @@ func TestMasterEqualPriorityHigherAddressWins(t *testing.T) {
 	h.log = nil
 	// Equal priority from a lower address: we stay and answer.
 	h.at(1600*ms, advert("VI_1", lowPeer, 100))
-	h.expect("1.6s VI_1 advert prio 100")
+	h.expect("1.6s VI_1 advert prio 100", "1.6s VI_1 heard lower prio 100 from 10.0.0.1")
 	// Equal priority from a higher address: we yield.
 	h.at(1700*ms, advert("VI_1", hiPeer, 100))
 	h.expect("1.7s VI_1 remove 10.0.0.100/32", "1.7s VI_1 MASTER->BACKUP")
@@ -441,9 +449,9 @@ func TestMasterLowerPriorityAdvert(t *testing.T) {
 		h.log = nil
 		h.at(300*ms, advert("VI_1", hiPeer, 50))
 		if quiet {
-			h.expect()
+			h.expect("300ms VI_1 heard lower prio 50 from 10.0.0.3")
 		} else {
-			h.expect("300ms VI_1 advert prio 255")
+			h.expect("300ms VI_1 advert prio 255", "300ms VI_1 heard lower prio 50 from 10.0.0.3")
 		}
 	}
 }
@@ -888,5 +896,297 @@ func TestNextMasterDown(t *testing.T) {
 	h.run(4 * time.Second)
 	if down, ok := h.m.NextMasterDown(); ok {
 		t.Fatalf("master down %v with both masters", down.Sub(h.t0))
+	}
+}
+
+// --- keepalived's extensions ---
+
+// higher_prio_send_advert: a master that hears a higher priority (or an
+// equal one from a higher address) sends one advert of its own before it
+// becomes backup.
+func TestHigherPrioSendAdvert(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		h := newHarness(t, one(func(c *InstanceConfig) { c.Priority = 255; c.HigherPrioSendAdvert = on }))
+		h.log = nil
+		h.at(300*ms, advert("VI_1", hiPeer, 255))
+		want := []string{"300ms VI_1 remove 10.0.0.100/32", "300ms VI_1 MASTER->BACKUP"}
+		if on {
+			want = append([]string{"300ms VI_1 advert prio 255"}, want...)
+		}
+		h.expect(want...)
+	}
+	// Not on a lower priority, nor as a backup.
+	h := newHarness(t, one(func(c *InstanceConfig) { c.HigherPrioSendAdvert = true; c.LowerPrioNoAdvert = true }))
+	h.at(time.Second, advert("VI_1", hiPeer, 200))
+	h.run(4700 * ms) // master at 4.609375 s
+	h.log = nil
+	h.at(4800*ms, advert("VI_1", lowPeer, 50))
+	h.expect("4.8s VI_1 heard lower prio 50 from 10.0.0.1")
+	h.at(4900*ms, advert("VI_1", hiPeer, 100)) // equal priority, higher address
+	h.expect("4.9s VI_1 advert prio 100", "4.9s VI_1 remove 10.0.0.100/32", "4.9s VI_1 MASTER->BACKUP")
+}
+
+// garp_lower_prio_repeat / garp_lower_prio_delay: a master that hears a
+// lower priority announces its addresses again, now and after the delay
+// (one delayed block per advert heard); members of its sync group that
+// are master do the same; leaving MASTER cancels what is pending.
+func TestGARPLowerPrio(t *testing.T) {
+	lower := func(c *InstanceConfig) {
+		c.Priority = 255
+		c.AdvertInterval = 10 * time.Second
+		c.GARP = GARPConfig{MasterRepeat: 1, LowerPrioRepeat: 3, LowerPrioDelay: 2 * time.Second}
+	}
+	h := newHarness(t, one(lower))
+	h.log = nil
+	h.at(time.Second, advert("VI_1", lowPeer, 100, func(p *packet.Packet) { p.Interval = 10 * time.Second }))
+	h.at(1500*ms, advert("VI_1", lowPeer, 100, func(p *packet.Packet) { p.Interval = 10 * time.Second }))
+	h.run(5 * time.Second)
+	h.expect(
+		"1s VI_1 advert prio 255",
+		"1s VI_1 garp 10.0.0.100/32 x3",
+		"1s VI_1 heard lower prio 100 from 10.0.0.1",
+		"1.5s VI_1 advert prio 255",
+		"1.5s VI_1 garp 10.0.0.100/32 x3",
+		"1.5s VI_1 heard lower prio 100 from 10.0.0.1",
+		"3s VI_1 garp 10.0.0.100/32 x3",
+		"3.5s VI_1 garp 10.0.0.100/32 x3",
+	)
+
+	// No delay: one block; repeat 0 (the zero value): none.
+	for _, g := range []GARPConfig{{LowerPrioRepeat: 2}, {LowerPrioDelay: time.Second}} {
+		h := newHarness(t, one(lower, func(c *InstanceConfig) { c.GARP = g; c.LowerPrioNoAdvert = true }))
+		h.log = nil
+		h.at(time.Second, advert("VI_1", lowPeer, 100, func(p *packet.Packet) { p.Interval = 10 * time.Second }))
+		h.run(5 * time.Second)
+		want := []string{"1s VI_1 heard lower prio 100 from 10.0.0.1"}
+		if g.LowerPrioRepeat > 0 {
+			want = append([]string{"1s VI_1 garp 10.0.0.100/32 x2"}, want...)
+		}
+		h.expect(want...)
+	}
+
+	// A pending block is dropped when the instance leaves MASTER.
+	h = newHarness(t, one(lower))
+	h.log = nil
+	h.at(time.Second, advert("VI_1", lowPeer, 100, func(p *packet.Packet) { p.Interval = 10 * time.Second }))
+	h.at(2500*ms, LinkChanged{Interface: "eth0", Up: false})
+	h.run(5 * time.Second)
+	h.expect(
+		"1s VI_1 advert prio 255",
+		"1s VI_1 garp 10.0.0.100/32 x3",
+		"1s VI_1 heard lower prio 100 from 10.0.0.1",
+		"2.5s VI_1 advert prio 0",
+		"2.5s VI_1 remove 10.0.0.100/32",
+		"2.5s VI_1 MASTER->FAULT",
+	)
+
+	// Sync group: the other master member announces too.
+	cfg := Config{
+		Instances: []InstanceConfig{
+			inst(lower),
+			inst(lower, func(c *InstanceConfig) {
+				c.Name, c.VRID = "VI_2", 52
+				c.VIPs = []VIP{{Prefix: netip.MustParsePrefix("10.0.1.100/32")}}
+				c.GARP.LowerPrioDelay = 0
+			}),
+		},
+		SyncGroups: []SyncGroupConfig{{Name: "G", Instances: []string{"VI_1", "VI_2"}}},
+	}
+	h = newHarness(t, cfg)
+	h.log = nil
+	h.at(time.Second, advert("VI_1", lowPeer, 100, func(p *packet.Packet) { p.Interval = 10 * time.Second }))
+	h.run(5 * time.Second)
+	h.expect(
+		"1s VI_1 advert prio 255",
+		"1s VI_1 garp 10.0.0.100/32 x3",
+		"1s VI_2 garp 10.0.1.100/32 x3",
+		"1s VI_1 heard lower prio 100 from 10.0.0.1",
+		"3s VI_1 garp 10.0.0.100/32 x3",
+	)
+}
+
+// notify_master_rx_lower_pri: the machine reports each lower priority a
+// master hears; the runtime runs the script on it. A backup does not.
+func TestMasterRxLowerPriority(t *testing.T) {
+	h := newHarness(t, one())
+	h.log = nil
+	h.at(time.Second, advert("VI_1", lowPeer, 50)) // backup: discarded
+	h.run(4 * time.Second)
+	h.log = nil
+	h.at(4500*ms, advert("VI_1", lowPeer, 50))
+	h.expect("4.5s VI_1 advert prio 100", "4.5s VI_1 heard lower prio 50 from 10.0.0.1")
+}
+
+// mcast_dst_ip: an instance takes only adverts sent to its own group
+// (another group may run the same VRID on the interface); unicast
+// adverts to our address still count.
+func TestMcastGroup(t *testing.T) {
+	group := netip.MustParseAddr("224.0.0.99")
+	h := newHarness(t, one(func(c *InstanceConfig) { c.McastGroup = group }))
+	h.at(time.Second, advert("VI_1", hiPeer, 200)) // to 224.0.0.18
+	if c := h.status("VI_1").Counters; c.Errors[packet.ReasonVRID] != 1 || c.AdvertsReceived != 0 {
+		t.Fatalf("counters %+v", c)
+	}
+	h.at(1500*ms, advert("VI_1", hiPeer, 200, func(p *packet.Packet) { p.Dst = group }))
+	h.at(1600*ms, advert("VI_1", hiPeer, 200, func(p *packet.Packet) { p.Dst = self }))
+	if c := h.status("VI_1").Counters; c.AdvertsReceived != 2 {
+		t.Fatalf("counters %+v", c)
+	}
+
+	cfg := Config{Instances: []InstanceConfig{
+		inst(func(c *InstanceConfig) { c.McastGroup = group }),
+		inst(func(c *InstanceConfig) { c.Name = "VI_2" }),
+	}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("one VRID in two groups: %v", err)
+	}
+	for _, tt := range []struct {
+		g    string
+		want string
+	}{{"10.0.0.9", "mcast_dst_ip 10.0.0.9 is not a multicast address"}, {"ff02::99", "mcast_dst_ip ff02::99 is not a multicast address of the VIPs' family"}} {
+		bad := one(func(c *InstanceConfig) { c.McastGroup = netip.MustParseAddr(tt.g) })
+		err := bad.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate() = %v, want %q", err, tt.want)
+		}
+	}
+	if g := inst(func(c *InstanceConfig) { c.McastGroup = group; c.UnicastPeers = []netip.Addr{hiPeer} }); g.Group().IsValid() {
+		t.Errorf("a unicast instance has group %v", g.Group())
+	}
+}
+
+// vrrp_startup_delay: no instance becomes master before it ends; a
+// backup's Master_Down_Timer runs from its end, adverts heard meanwhile
+// count as usual (a master heard keeps it backup).
+func TestStartupDelay(t *testing.T) {
+	delayed := func(mod ...func(*InstanceConfig)) Config {
+		c := one(mod...)
+		c.StartupDelay = 5 * time.Second
+		return c
+	}
+	h := newHarness(t, delayed())
+	h.expect("0s VI_1 remove 10.0.0.100/32", "0s VI_1 INIT->BACKUP")
+	h.run(10 * time.Second)
+	h.expect(
+		"8.609375s VI_1 add 10.0.0.100/32",
+		"8.609375s VI_1 advert prio 100",
+		"8.609375s VI_1 garp 10.0.0.100/32 x5",
+		"8.609375s VI_1 BACKUP->MASTER",
+		"9.609375s VI_1 advert prio 100",
+	)
+
+	// A priority 0 advert during the delay: its skew counts from the
+	// end of the delay too.
+	h = newHarness(t, delayed())
+	h.log = nil
+	h.at(time.Second, advert("VI_1", hiPeer, 200))
+	h.at(2*time.Second, advert("VI_1", hiPeer, 0))
+	h.run(6 * time.Second)
+	h.expect(
+		"5.609375s VI_1 add 10.0.0.100/32",
+		"5.609375s VI_1 advert prio 100",
+		"5.609375s VI_1 garp 10.0.0.100/32 x5",
+		"5.609375s VI_1 BACKUP->MASTER",
+	)
+
+	// A master heard through the delay keeps the backup a backup.
+	h = newHarness(t, delayed())
+	h.log = nil
+	for d := 500 * ms; d < 12*time.Second; d += time.Second {
+		h.at(d, advert("VI_1", hiPeer, 200))
+	}
+	h.expect()
+
+	// The owner waits for the end of the delay; `state MASTER` takes
+	// over one interval (plus the smallest skew) after it.
+	h = newHarness(t, delayed(func(c *InstanceConfig) { c.Priority = 255 }))
+	h.expect("0s VI_1 remove 10.0.0.100/32", "0s VI_1 INIT->BACKUP")
+	h.run(5 * time.Second)
+	h.expect("5s VI_1 add 10.0.0.100/32", "5s VI_1 advert prio 255", "5s VI_1 garp 10.0.0.100/32 x5", "5s VI_1 BACKUP->MASTER")
+	h = newHarness(t, delayed(func(c *InstanceConfig) { c.StartAsMaster = true }))
+	h.log = nil
+	h.run(6100 * ms)
+	h.expect("6.00390625s VI_1 add 10.0.0.100/32", "6.00390625s VI_1 advert prio 100", "6.00390625s VI_1 garp 10.0.0.100/32 x5", "6.00390625s VI_1 BACKUP->MASTER")
+
+	// A reload adds no delay: a new owner instance is master at once.
+	h = newHarness(t, delayed())
+	h.run(6 * time.Second)
+	next := delayed(func(c *InstanceConfig) { c.Priority = 255 })
+	next.Instances[0].Name, next.Instances[0].VRID = "VI_2", 52
+	next.Instances = append(next.Instances, inst())
+	if err := next.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h.log = nil
+	h.m.Configure(h.now, next)
+	h.collect()
+	h.expect("6s VI_2 add 10.0.0.100/32", "6s VI_2 advert prio 255", "6s VI_2 garp 10.0.0.100/32 x5", "6s VI_2 INIT->MASTER")
+}
+
+// down_timer_adverts: Master_Down_Interval is that many intervals plus
+// the skew time.
+func TestDownTimerAdverts(t *testing.T) {
+	for _, tt := range []struct {
+		n    int
+		want time.Duration
+	}{{0, 3609375 * time.Microsecond}, {3, 3609375 * time.Microsecond}, {1, 1609375 * time.Microsecond}, {10, 10609375 * time.Microsecond}} {
+		h := newHarness(t, one(func(c *InstanceConfig) { c.DownTimerAdverts = tt.n }))
+		h.at(time.Second, advert("VI_1", hiPeer, 200))
+		if next, _ := h.m.NextDeadline(); next.Sub(h.t0) != time.Second+tt.want {
+			t.Errorf("down_timer_adverts %d: takeover at %v, want %v", tt.n, next.Sub(h.t0), time.Second+tt.want)
+		}
+	}
+	// VRRPv3 at 100 ms with 1: 100 ms + 156 * 100 ms / 256.
+	h := newHarness(t, one(func(c *InstanceConfig) { c.Version = 3; c.AdvertInterval = 100 * ms; c.DownTimerAdverts = 1 }))
+	h.log = nil
+	h.at(0, advert("VI_1", hiPeer, 200, v3(100*ms)))
+	h.run(time.Second)
+	h.expect(
+		"160.9375ms VI_1 add 10.0.0.100/32",
+		"160.9375ms VI_1 advert prio 100",
+		"160.9375ms VI_1 garp 10.0.0.100/32 x5",
+		"160.9375ms VI_1 BACKUP->MASTER",
+		"260.9375ms VI_1 advert prio 100",
+		"360.9375ms VI_1 advert prio 100",
+		"460.9375ms VI_1 advert prio 100",
+		"560.9375ms VI_1 advert prio 100",
+		"660.9375ms VI_1 advert prio 100",
+		"760.9375ms VI_1 advert prio 100",
+		"860.9375ms VI_1 advert prio 100",
+		"960.9375ms VI_1 advert prio 100",
+	)
+	bad := one(func(c *InstanceConfig) { c.DownTimerAdverts = 101 })
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "down_timer_adverts 101 (want 1..100)") {
+		t.Errorf("Validate() = %v", err)
+	}
+}
+
+// A master that hears its own priority from its own address (its advert
+// come back through a loop, or a duplicate address) neither yields nor
+// answers: keepalived ignores it.
+func TestMasterIgnoresOwnAdvert(t *testing.T) {
+	h := newHarness(t, one(func(c *InstanceConfig) { c.StartAsMaster = true }))
+	h.run(1500 * ms)
+	h.log = nil
+	h.at(1600*ms, advert("VI_1", self, 100))
+	h.expect()
+	if s := h.status("VI_1"); s.State != StateMaster || s.Counters.AdvertsReceived != 1 {
+		t.Fatalf("status %+v", s)
+	}
+}
+
+// keepalived checks a unicast advert's source against unicast_peer only
+// with check_unicast_src; UnicastAnySource is its default.
+func TestUnicastAnySource(t *testing.T) {
+	for _, anySrc := range []bool{false, true} {
+		h := newHarness(t, one(func(c *InstanceConfig) {
+			c.UnicastPeers = []netip.Addr{lowPeer}
+			c.UnicastAnySource = anySrc
+		}))
+		h.at(time.Second, advert("VI_1", hiPeer, 200, func(p *packet.Packet) { p.Dst = self }))
+		c := h.status("VI_1").Counters
+		if anySrc != (c.AdvertsReceived == 1) || anySrc == (c.Errors[packet.ReasonSource] == 1) {
+			t.Errorf("any source %v: counters %+v", anySrc, c)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +59,9 @@ type Router struct {
 	// (their instances are in FAULT meanwhile).
 	absent map[connKey]bool
 	// links is every link heard of and whether it is up.
-	links  map[string]bool
+	links map[string]bool
+	// groups are the multicast groups each socket must receive.
+	groups map[connKey][]netip.Addr
 	events chan event
 	notes  chan StateChanged
 	// poll is the epoll loop's state when the dependencies are the real
@@ -80,6 +83,9 @@ type connKey struct {
 type conn struct {
 	key connKey
 	c   Conn
+	// groups are the multicast groups joined (Listen joins the
+	// family's VRRP group).
+	groups []netip.Addr
 }
 
 type runInstance struct {
@@ -127,6 +133,7 @@ func NewRouter(cfg Config, deps Deps) (*Router, error) {
 		conns:   map[connKey]*conn{},
 		absent:  map[connKey]bool{},
 		links:   map[string]bool{},
+		groups:  map[connKey][]netip.Addr{},
 		events:  make(chan event, 256),
 		notes:   make(chan StateChanged, 1024),
 		stopped: make(chan struct{}),
@@ -295,7 +302,7 @@ func (r *Router) drainEvents() {
 func (r *Router) handle(ev event) {
 	switch {
 	case ev.pkt != nil:
-		name := r.instanceFor(ev.key, ev.pkt.VRID)
+		name := r.instanceFor(ev.key, ev.pkt.VRID, ev.pkt.Dst)
 		if name == "" {
 			r.errors[packet.ReasonVRID]++
 			return
@@ -315,13 +322,22 @@ func (r *Router) handle(ev event) {
 	r.do(r.m.Ready())
 }
 
-func (r *Router) instanceFor(key connKey, vrid uint8) string {
+// instanceFor finds the instance an advert is for: its VRID on the
+// socket, sent to its multicast group (or, for a unicast instance, to a
+// unicast address). Failing that, any instance with the VRID takes it,
+// and its checks count the drop.
+func (r *Router) instanceFor(key connKey, vrid uint8, dst netip.Addr) string {
+	fallback := ""
 	for name, ri := range r.insts {
-		if ri.key == key && ri.cfg.VRID == vrid {
+		if ri.key != key || ri.cfg.VRID != vrid {
+			continue
+		}
+		if g := ri.cfg.Group(); g == dst || (!g.IsValid() && !dst.IsMulticast()) {
 			return name
 		}
+		fallback = name
 	}
-	return ""
+	return fallback
 }
 
 // apply resolves addresses, opens and closes sockets, and configures the
@@ -330,15 +346,19 @@ func (r *Router) instanceFor(key connKey, vrid uint8) string {
 // and changes nothing.
 func (r *Router) apply(now time.Time, cfg Config) error {
 	insts := map[string]*runInstance{}
+	groups := groupsOf(cfg)
 	var errs []error
 	for i := range cfg.Instances {
 		ic := &cfg.Instances[i]
 		key := connKey{ic.Interface, ic.IsIPv6()}
-		if _, ok := r.conns[key]; !ok {
-			if err := r.openConn(key); err != nil {
+		if c, ok := r.conns[key]; !ok {
+			if err := r.openConn(key, groups[key]); err != nil {
 				errs = append(errs, fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
 				continue
 			}
+		} else if err := c.setGroups(groups[key]); err != nil {
+			errs = append(errs, fmt.Errorf("vrrp_instance %s: socket on %s: %w", ic.Name, key.ifname, err))
+			continue
 		}
 		if !ic.SourceAddr.IsValid() {
 			if old, ok := r.insts[ic.Name]; ok && old.key == key && old.cfg.SourceAddr.IsValid() {
@@ -373,6 +393,7 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 	r.do(r.m.Ready())
 	r.insts = insts
 	r.cfg = cfg
+	r.groups = groups
 	used := map[connKey]bool{}
 	for _, ri := range insts {
 		used[ri.key] = true
@@ -427,9 +448,37 @@ func (r *Router) primaryAddr(ic *InstanceConfig) netip.Addr {
 	return a
 }
 
-// openConn opens the socket of key; a missing interface leaves it absent
-// (no error). r.mu is held.
-func (r *Router) openConn(key connKey) error {
+// groupsOf lists the multicast groups each socket must receive.
+func groupsOf(cfg Config) map[connKey][]netip.Addr {
+	out := map[connKey][]netip.Addr{}
+	for i := range cfg.Instances {
+		ic := &cfg.Instances[i]
+		key := connKey{ic.Interface, ic.IsIPv6()}
+		gs := out[key]
+		if g := ic.Group(); g.IsValid() && !slices.Contains(gs, g) {
+			gs = append(gs, g)
+		}
+		slices.SortFunc(gs, netip.Addr.Compare)
+		out[key] = gs
+	}
+	return out
+}
+
+// setGroups makes the socket receive exactly groups.
+func (c *conn) setGroups(groups []netip.Addr) error {
+	if slices.Equal(c.groups, groups) {
+		return nil
+	}
+	if err := c.c.SetGroups(groups); err != nil {
+		return err
+	}
+	c.groups = slices.Clone(groups)
+	return nil
+}
+
+// openConn opens the socket of key, receiving groups; a missing
+// interface leaves it absent (no error). r.mu is held.
+func (r *Router) openConn(key connKey, groups []netip.Addr) error {
 	c, err := r.deps.Network.Listen(key.ifname, key.ipv6)
 	if errors.Is(err, ErrNoInterface) {
 		if !r.absent[key] {
@@ -441,7 +490,15 @@ func (r *Router) openConn(key connKey) error {
 	if err != nil {
 		return fmt.Errorf("open VRRP socket on %s: %w", key.ifname, err)
 	}
-	cn := &conn{key: key, c: c}
+	def := packet.GroupIPv4
+	if key.ipv6 {
+		def = packet.GroupIPv6
+	}
+	cn := &conn{key: key, c: c, groups: []netip.Addr{def}}
+	if err := cn.setGroups(groups); err != nil {
+		c.Close()
+		return fmt.Errorf("VRRP socket on %s: %w", key.ifname, err)
+	}
 	if r.poll != nil {
 		if err := r.poll.add(cn); err != nil {
 			c.Close()
@@ -495,7 +552,7 @@ func (r *Router) linkChanged(at time.Time, ev LinkEvent) {
 		if key.ifname != name {
 			continue
 		}
-		if err := r.openConn(key); err != nil {
+		if err := r.openConn(key, r.groups[key]); err != nil {
 			r.log.Error("interface is back but its VRRP socket cannot be opened; its instances stay in FAULT", "interface", name, "err", err)
 		}
 		missing = missing || r.absent[key]
@@ -610,6 +667,11 @@ func (r *Router) do(actions []Action) {
 			}
 		case PriorityChanged:
 			r.log.Info("priority change", "instance", a.Instance, "base", a.Base, "effective", a.Effective)
+		case LowerPriorityReceived:
+			r.log.Info("master heard a lower priority", "instance", a.Instance, "from", a.From.String(), "priority", a.Priority)
+			if ri, ok := r.insts[a.Instance]; ok && ri.cfg.Notify.MasterRxLowerPri != "" {
+				r.runNotify(SplitCommand(ri.cfg.Notify.MasterRxLowerPri), a.Instance, "MASTER_RX_LOWER_PRI")
+			}
 		}
 	}
 }
@@ -632,10 +694,7 @@ func (r *Router) sendAdvert(a SendAdvert) {
 	for _, v := range cfg.VIPs {
 		adv.Addrs = append(adv.Addrs, v.Prefix.Addr())
 	}
-	dsts, ttl := []netip.Addr{packet.GroupIPv4}, uint8(packet.TTL)
-	if ri.key.ipv6 {
-		dsts[0] = packet.GroupIPv6
-	}
+	dsts, ttl := []netip.Addr{cfg.Group()}, uint8(packet.TTL)
 	if len(cfg.UnicastPeers) > 0 {
 		dsts, ttl = cfg.UnicastPeers, cfg.UnicastTTL
 	}
@@ -694,18 +753,23 @@ func (r *Router) notify(n NotifyConfig, kind, name string, to State, prio uint8)
 		cmds = append(cmds, append(SplitCommand(n.Any), kind, name, to.String(), strconv.Itoa(int(prio))))
 	}
 	for _, argv := range cmds {
-		if len(argv) == 0 {
-			continue
-		}
-		cmd := Command{Argv: argv, User: r.cfg.ScriptUser, Timeout: StopTimeout}
-		r.bgWG.Add(1)
-		go func() {
-			defer r.bgWG.Done()
-			if err := r.deps.Scripts.Run(context.Background(), cmd); err != nil {
-				r.log.Warn("notify script", "name", name, "state", to.String(), "script", strings.Join(argv, " "), "err", err)
-			}
-		}()
+		r.runNotify(argv, name, to.String())
 	}
+}
+
+// runNotify runs a notify script in the background.
+func (r *Router) runNotify(argv []string, name, event string) {
+	if len(argv) == 0 {
+		return
+	}
+	cmd := Command{Argv: argv, User: r.cfg.ScriptUser, Timeout: StopTimeout}
+	r.bgWG.Add(1)
+	go func() {
+		defer r.bgWG.Done()
+		if err := r.deps.Scripts.Run(context.Background(), cmd); err != nil {
+			r.log.Warn("notify script", "name", name, "state", event, "script", strings.Join(argv, " "), "err", err)
+		}
+	}()
 }
 
 func (r *Router) deliverNotes(done chan struct{}) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xkeep/xkeep/vrrp"
+	"github.com/xkeep/xkeep/vrrp/packet"
 	"github.com/xkeep/xkeep/vrrp/vrrptest"
 )
 
@@ -288,5 +289,90 @@ func TestRouterInterfaceAppearsAndVanishes(t *testing.T) {
 	}
 	if got := a.host.VIPs(); !slices.Equal(got, []string{"10.0.0.100/32"}) {
 		t.Fatalf("a holds %v", got)
+	}
+}
+
+// notify_master_rx_lower_pri runs each time the master hears a lower
+// priority (here a stray advert from a third host).
+func TestRouterNotifyMasterRxLowerPri(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	a := startNode(t, clock, seg, "10.0.0.1", instCfg(200, func(c *vrrp.InstanceConfig) {
+		c.Notify = vrrp.NotifyConfig{MasterRxLowerPri: "/rx-lower 'a b'"}
+	}))
+	advanceUntil(t, clock, 2*time.Second, "a master", func() bool { return a.state("VI_1") == vrrp.StateMaster })
+
+	stray, err := seg.NewHost(netip.MustParseAddr("10.0.0.9")).Listen("eth0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adv := packet.Advert{Version: 3, VRID: 7, Priority: 50, Interval: 100 * time.Millisecond,
+		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	msg, err := adv.Marshal(netip.MustParseAddr("10.0.0.9"), packet.GroupIPv4, packet.PseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stray.Write(netip.MustParseAddr("10.0.0.9"), packet.GroupIPv4, packet.TTL, msg); err != nil {
+		t.Fatal(err)
+	}
+	testEventually(t, "notify_master_rx_lower_pri ran", func() bool {
+		for _, r := range a.scripts.Runs() {
+			if slices.Equal(r, []string{"/rx-lower", "a b"}) {
+				return true
+			}
+		}
+		return false
+	})
+	if st := a.status("VI_1"); st.State != vrrp.StateMaster {
+		t.Fatalf("a %v after a lower priority", st.State)
+	}
+}
+
+// mcast_dst_ip: two pairs run the same VRID on one segment, each on its
+// own multicast group, and elect a master each.
+func TestRouterMcastGroups(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	group := func(g string) func(*vrrp.InstanceConfig) {
+		return func(c *vrrp.InstanceConfig) {
+			if g != "" {
+				c.McastGroup = netip.MustParseAddr(g)
+			}
+		}
+	}
+	a1 := startNode(t, clock, seg, "10.0.0.1", instCfg(200, group("224.0.0.99")))
+	a2 := startNode(t, clock, seg, "10.0.0.2", instCfg(100, group("224.0.0.99")))
+	b1 := startNode(t, clock, seg, "10.0.0.3", instCfg(150, group("")))
+	b2 := startNode(t, clock, seg, "10.0.0.4", instCfg(50, group("")))
+	advanceUntil(t, clock, 3*time.Second, "a master per group", func() bool {
+		return a1.state("VI_1") == vrrp.StateMaster && b1.state("VI_1") == vrrp.StateMaster &&
+			a2.state("VI_1") == vrrp.StateBackup && b2.state("VI_1") == vrrp.StateBackup
+	})
+	// Long enough for every backup's Master_Down_Interval: they hear
+	// their own group's master only.
+	advanceUntil(t, clock, time.Second, "backups hear their masters", func() bool {
+		return a2.status("VI_1").Counters.AdvertsReceived > 5 && b2.status("VI_1").Counters.AdvertsReceived > 5
+	})
+	for _, n := range []*node{a1, a2, b1, b2} {
+		if st := n.status("VI_1"); st.Counters.BecameMaster > 1 || st.Counters.ReleasedMaster > 0 {
+			t.Fatalf("%s: %+v", n.name, st)
+		}
+	}
+	if m := a2.status("VI_1").MasterAddr; m != netip.MustParseAddr("10.0.0.1") {
+		t.Fatalf("a2 follows %v", m)
+	}
+	if m := b2.status("VI_1").MasterAddr; m != netip.MustParseAddr("10.0.0.3") {
+		t.Fatalf("b2 follows %v", m)
+	}
+}
+
+func testEventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 5s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -142,10 +142,16 @@ func (s *Segment) NewHost(addr netip.Addr) *Host {
 type conn struct {
 	host   *Host
 	ifname string
-	ch     chan []byte
-	from   chan netip.Addr
+	ch     chan datagram
 	closed chan struct{}
 	once   sync.Once
+	mu     sync.Mutex
+	groups []netip.Addr
+}
+
+type datagram struct {
+	msg      []byte
+	src, dst netip.Addr
 }
 
 // Listen implements vrrp.Network; a removed interface is
@@ -160,7 +166,11 @@ func (h *Host) Listen(ifname string, ipv6 bool) (vrrp.Conn, error) {
 	if removed {
 		return nil, fmt.Errorf("listen on %s: %w", ifname, vrrp.ErrNoInterface)
 	}
-	c := &conn{host: h, ifname: ifname, ch: make(chan []byte, 1024), from: make(chan netip.Addr, 1024), closed: make(chan struct{})}
+	group := packet.GroupIPv4
+	if ipv6 {
+		group = packet.GroupIPv6
+	}
+	c := &conn{host: h, ifname: ifname, ch: make(chan datagram, 1024), closed: make(chan struct{}), groups: []netip.Addr{group}}
 	h.Seg.mu.Lock()
 	h.Seg.conns = append(h.Seg.conns, c)
 	h.Seg.mu.Unlock()
@@ -242,15 +252,17 @@ func (h *Host) usable(name string) bool {
 
 func (c *conn) Read() (*packet.Packet, time.Duration, error) {
 	select {
-	case b := <-c.ch:
-		src := <-c.from
-		p, err := packet.Decode(b, src, packet.GroupIPv4, packet.TTL)
+	case d := <-c.ch:
+		p, err := packet.Decode(d.msg, d.src, d.dst, packet.TTL)
 		return p, 0, err
 	case <-c.closed:
 		return nil, 0, net.ErrClosed
 	}
 }
 
+// Write delivers msg to the other hosts' conns on the same interface
+// name: every one for a unicast dst, those that joined dst for a
+// multicast one.
 func (c *conn) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
 	if !src.IsValid() {
 		src = c.host.Addr
@@ -266,16 +278,29 @@ func (c *conn) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
 	c.host.Seg.mu.Lock()
 	defer c.host.Seg.mu.Unlock()
 	for _, o := range c.host.Seg.conns {
-		if o.host == c.host || o.ifname != c.ifname || !o.host.usable(o.ifname) {
+		if o.host == c.host || o.ifname != c.ifname || !o.host.usable(o.ifname) || (dst.IsMulticast() && !o.joined(dst)) {
 			continue
 		}
 		select {
 		case <-o.closed:
-		case o.ch <- slices.Clone(msg):
-			o.from <- src
+		case o.ch <- datagram{msg: slices.Clone(msg), src: src, dst: dst}:
 		default:
 		}
 	}
+	return nil
+}
+
+func (c *conn) joined(g netip.Addr) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.groups, g)
+}
+
+// SetGroups implements vrrp.Conn.
+func (c *conn) SetGroups(groups []netip.Addr) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.groups = slices.Clone(groups)
 	return nil
 }
 
