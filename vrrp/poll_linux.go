@@ -264,6 +264,13 @@ func (r *Router) runPolled(ctx context.Context, notesDone chan struct{}) error {
 		// backup (kept off the CPU, or reading lazily) must not take
 		// over from a master whose advert came in time.
 		r.drainEvents()
+		if !fired {
+			// An advert may have brought a deadline forward into the
+			// past (priority 0 with a small skew): no need to wait for
+			// the timer to say so.
+			next, ok := r.m.NextDeadline()
+			fired = ok && !clock.Now().Before(next)
+		}
 		if fired {
 			for c := range r.poll.lazy {
 				r.readAll(c)
@@ -280,12 +287,14 @@ func (r *Router) runPolled(ctx context.Context, notesDone chan struct{}) error {
 
 // takeoverLead is how early the loop wakes for a Master_Down_Timer.
 // Waking from epoll takes 40-80 µs on an idle machine (the timer
-// interrupt, the scheduler, Go's poller handing the goroutine over): at
-// advert_int 0.01 with priority 100 the backup would take over 1% after
-// its skew time (6.09 ms) before doing anything. So the loop wakes this
-// much earlier, reads what arrived, and when no advert moved the
-// deadline (the master is gone: only then) waits the rest on the CPU.
-const takeoverLead = 250 * time.Microsecond
+// interrupt, the scheduler, Go's poller handing the goroutine over), and
+// more on a busy one: at advert_int 0.01 with priority 100 the backup
+// would take over 1% after its skew time (6.09 ms) before doing
+// anything. So the loop wakes this much earlier, reads what arrived, and
+// when no advert moved the deadline (the master is gone: only then)
+// waits the rest on the CPU. While the master is alive the early wakeup
+// finds its adverts and sleeps again, so the spin costs nothing then.
+const takeoverLead = time.Millisecond
 
 // spinToTakeover waits on the CPU for a Master_Down_Timer due within
 // takeoverLead, then reads the sockets once more: an advert that arrived
