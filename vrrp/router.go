@@ -348,6 +348,7 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 	insts := map[string]*runInstance{}
 	groups := groupsOf(cfg)
 	var errs []error
+	var opened []connKey
 	for i := range cfg.Instances {
 		ic := &cfg.Instances[i]
 		key := connKey{ic.Interface, ic.IsIPv6()}
@@ -356,6 +357,7 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 				errs = append(errs, fmt.Errorf("vrrp_instance %s: %w", ic.Name, err))
 				continue
 			}
+			opened = append(opened, key)
 		} else if err := c.setGroups(groups[key]); err != nil {
 			errs = append(errs, fmt.Errorf("vrrp_instance %s: socket on %s: %w", ic.Name, key.ifname, err))
 			continue
@@ -370,6 +372,9 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 		insts[ic.Name] = &runInstance{cfg: *ic, key: key}
 	}
 	if len(errs) > 0 {
+		for _, key := range opened {
+			r.closeConn(key)
+		}
 		return errors.Join(errs...)
 	}
 	r.insts = mergeInsts(r.insts, insts)

@@ -376,3 +376,31 @@ func testEventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A reload that cannot open a socket (for another reason than a missing
+// interface) changes nothing: an error, and the sockets it opened for
+// its other new instances are closed again.
+func TestRouterFailedReloadClosesItsSockets(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	a := startNode(t, clock, seg, "10.0.0.1", instCfg(255))
+	advanceUntil(t, clock, time.Second, "a master", func() bool { return a.state("VI_1") == vrrp.StateMaster })
+	a.host.FailListen("eth2", errors.New("operation not permitted"))
+
+	next := instCfg(255)
+	for i, ifname := range []string{"eth1", "eth2"} {
+		c := next.Instances[0]
+		c.Name, c.Interface, c.VRID = fmt.Sprintf("VI_%d", i+2), ifname, uint8(8+i)
+		next.Instances = append(next.Instances, c)
+	}
+	err := a.router.Reload(context.Background(), next)
+	if err == nil || !strings.Contains(err.Error(), "vrrp_instance VI_3: open VRRP socket on eth2") {
+		t.Fatalf("Reload = %v", err)
+	}
+	if n := a.host.OpenConns("eth1"); a.host.Listens("eth1") != 1 || n != 0 {
+		t.Fatalf("eth1: %d opened, %d still open", a.host.Listens("eth1"), n)
+	}
+	if st := a.router.Status(); len(st) != 1 || st[0].State != vrrp.StateMaster {
+		t.Fatalf("status after the failed reload: %+v", st)
+	}
+}

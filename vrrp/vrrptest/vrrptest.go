@@ -130,13 +130,14 @@ type Host struct {
 	links     map[string]bool
 	removed   map[string]bool
 	listens   map[string]int
+	failures  map[string]error
 	watchers  []func(vrrp.LinkEvent)
 }
 
 // NewHost attaches a host with the given primary address.
 func (s *Segment) NewHost(addr netip.Addr) *Host {
 	return &Host{Seg: s, Addr: addr, vips: map[netip.Prefix]string{}, announced: map[netip.Addr]int{},
-		links: map[string]bool{}, removed: map[string]bool{}, listens: map[string]int{}}
+		links: map[string]bool{}, removed: map[string]bool{}, listens: map[string]int{}, failures: map[string]error{}}
 }
 
 type conn struct {
@@ -158,13 +159,16 @@ type datagram struct {
 // vrrp.ErrNoInterface.
 func (h *Host) Listen(ifname string, ipv6 bool) (vrrp.Conn, error) {
 	h.mu.Lock()
-	removed := h.removed[ifname]
-	if !removed {
+	removed, failure := h.removed[ifname], h.failures[ifname]
+	if !removed && failure == nil {
 		h.listens[ifname]++
 	}
 	h.mu.Unlock()
 	if removed {
 		return nil, fmt.Errorf("listen on %s: %w", ifname, vrrp.ErrNoInterface)
+	}
+	if failure != nil {
+		return nil, fmt.Errorf("listen on %s: %w", ifname, failure)
 	}
 	group := packet.GroupIPv4
 	if ipv6 {
@@ -233,6 +237,31 @@ func (h *Host) notify(ev vrrp.LinkEvent) {
 	for _, w := range ws {
 		w(ev)
 	}
+}
+
+// FailListen makes listening on an interface fail with err (nil: succeed
+// again).
+func (h *Host) FailListen(ifname string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failures[ifname] = err
+}
+
+// OpenConns returns how many sockets are open on an interface.
+func (h *Host) OpenConns(ifname string) int {
+	h.Seg.mu.Lock()
+	defer h.Seg.mu.Unlock()
+	n := 0
+	for _, c := range h.Seg.conns {
+		select {
+		case <-c.closed:
+		default:
+			if c.host == h && c.ifname == ifname {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // Listens returns how many sockets were opened on an interface.
