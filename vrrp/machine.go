@@ -986,7 +986,14 @@ func (m *Machine) reconcile(cause string) {
 			continue
 		}
 		if eff, _ := m.priority(in); eff != in.eff {
+			oldSkew := m.skew(in)
 			in.eff = eff
+			if in.state == StateBackup && !in.downAt.IsZero() {
+				// keepalived moves a running Master_Down_Timer by the
+				// change of skew: a backup whose priority rose takes
+				// over sooner, as if the last advert had found it so.
+				in.downAt = in.downAt.Add(m.skew(in) - oldSkew)
+			}
 			m.emit(PriorityChanged{Instance: in.cfg.Name, Base: in.cfg.Priority, Effective: eff})
 		}
 	}

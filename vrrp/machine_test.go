@@ -1190,3 +1190,22 @@ func TestUnicastAnySource(t *testing.T) {
 		}
 	}
 }
+
+// A backup's priority changing moves its running Master_Down_Timer by the
+// change of skew time (keepalived's vrrp_set_effective_priority).
+func TestPriorityChangeMovesMasterDownTimer(t *testing.T) {
+	cfg := one(func(c *InstanceConfig) { c.TrackScripts = []TrackScript{{Name: "chk", Weight: 100}} })
+	cfg.Scripts = []ScriptConfig{{Name: "chk", Command: "/bin/true", InitFail: true}}
+	h := newHarness(t, cfg)
+	h.at(time.Second, advert("VI_1", hiPeer, 250))
+	// 1 s + 3 s + 156/256 s.
+	if next, _ := h.m.NextMasterDown(); next.Sub(h.t0) != 4609375*time.Microsecond {
+		t.Fatalf("master down at %v", next.Sub(h.t0))
+	}
+	h.log = nil
+	h.at(2*time.Second, ScriptResult{Script: "chk", OK: true}) // 100 -> 200: skew 156/256 -> 56/256 s
+	h.expect("2s VI_1 priority 200")
+	if next, _ := h.m.NextMasterDown(); next.Sub(h.t0) != 4218750*time.Microsecond {
+		t.Fatalf("master down at %v after the priority rose", next.Sub(h.t0))
+	}
+}
