@@ -72,6 +72,13 @@ static __always_inline __u64 clock_now(void)
 	return bpf_jiffies64() + cfg.clock_offset;
 }
 
+/* lease_expired: the control plane stopped renewing cfg.lease_until (its
+ * daemon was killed), so services are no longer intercepted. */
+static __always_inline int lease_expired(__u64 now)
+{
+	return cfg.lease_until && now > cfg.lease_until;
+}
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&global_stats, &idx);

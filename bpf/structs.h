@@ -46,6 +46,7 @@ enum stat {
 	STAT_PERSIST_HIT,         /* new flow sent by a persistence entry */
 	STAT_FRAGMENT,            /* forwarded an IP fragment by address hash */
 	STAT_ICMP_FORWARDED,      /* forwarded an ICMP error to its flow's backend */
+	STAT_PASS_LEASE_EXPIRED,  /* the control plane stopped renewing: not intercepting */
 	STAT_MAX,
 };
 
@@ -186,6 +187,12 @@ struct config {
 	__u64 hz;          /* ticks per second (the kernel's HZ) */
 	__u64 tcp_timeout; /* flow idle timeout */
 	__u64 udp_timeout; /* also SCTP */
+	/* Services are intercepted only while the clock is at or before this
+	 * tick; 0: always. The control plane keeps renewing it, so the program
+	 * of a daemon that was killed stops balancing VIP traffic before a
+	 * peer can take over the VIP and send this node, as a real server, DR
+	 * packets it would bounce back (a forwarding loop). */
+	__u64 lease_until;
 	__u32 flags;       /* CFG_F_* */
 	__u32 pad;
 };

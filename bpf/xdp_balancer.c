@@ -121,12 +121,11 @@ static __always_inline void refresh_persistence(const struct packet *pkt, __u32 
  * reads the flow and its backend only; the service is looked up when the
  * flow is new or stale. It returns 0 with t filled, or the reason to pass
  * the frame to the stack. */
-static __always_inline __u32 flow_target(const struct packet *pkt, struct target *t)
+static __always_inline __u32 flow_target(const struct packet *pkt, struct target *t, __u64 now)
 {
 	struct service *svc;
 	struct backend *be;
 	struct flow *f;
-	__u64 now = clock_now();
 	__u32 id = NO_BACKEND;
 
 	f = flow_lookup(&pkt->key);
@@ -281,6 +280,8 @@ int xdp_balancer(struct xdp_md *ctx)
 			return verdict(XDP_PASS, STAT_PASS_NOT_SERVICE);
 		if (!(svc->flags & SVC_F_SERVED))
 			return verdict(XDP_PASS, STAT_PASS_NOT_SERVED);
+		if (lease_expired(clock_now()))
+			return verdict(XDP_PASS, STAT_PASS_LEASE_EXPIRED);
 		if (pkt.fragment)
 			reason = fragment_target(svc, &pkt, &t);
 		else
@@ -288,7 +289,11 @@ int xdp_balancer(struct xdp_md *ctx)
 	} else {
 		if (!maybe_vip(pkt.key.dst))
 			return verdict(XDP_PASS, STAT_PASS_NOT_SERVICE);
-		reason = flow_target(&pkt, &t);
+		__u64 now = clock_now();
+
+		if (lease_expired(now))
+			return verdict(XDP_PASS, STAT_PASS_LEASE_EXPIRED);
+		reason = flow_target(&pkt, &t, now);
 	}
 	if (reason || !t.be)
 		return verdict(XDP_PASS, reason ? reason : STAT_PASS_NO_BACKEND);

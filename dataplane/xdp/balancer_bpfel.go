@@ -51,6 +51,7 @@ type balancerConfig struct {
 	Hz          uint64
 	TcpTimeout  uint64
 	UdpTimeout  uint64
+	LeaseUntil  uint64
 	Flags       uint32
 	Pad         uint32
 }
@@ -179,7 +180,8 @@ const (
 	balancerStatSTAT_PERSIST_HIT         balancerStat = 25
 	balancerStatSTAT_FRAGMENT            balancerStat = 26
 	balancerStatSTAT_ICMP_FORWARDED      balancerStat = 27
-	balancerStatSTAT_MAX                 balancerStat = 28
+	balancerStatSTAT_PASS_LEASE_EXPIRED  balancerStat = 28
+	balancerStatSTAT_MAX                 balancerStat = 29
 )
 
 type balancerSvcFlags uint32

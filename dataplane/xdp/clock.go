@@ -115,3 +115,17 @@ func ticks(d time.Duration, hz uint64) uint64 {
 	}
 	return (uint64(d)*hz + uint64(time.Second) - 1) / uint64(time.Second)
 }
+
+// leaseUntil is the program-clock tick a lease of d taken now runs to; 0
+// (no lease) when d is 0. One tick more than d: the program compares
+// against whole ticks.
+func (c *clockProbe) leaseUntil(d time.Duration, hz uint64) (uint64, error) {
+	if d <= 0 {
+		return 0, nil
+	}
+	now, _, err := c.read()
+	if err != nil {
+		return 0, err
+	}
+	return now + ticks(d, hz) + 1, nil
+}

@@ -81,6 +81,14 @@ type Options struct {
 	// ProbeTimeout bounds how long Apply waits for ARP/NDP answers for
 	// backends missing from the neighbour table (default 1 s).
 	ProbeTimeout time.Duration
+	// Lease bounds how long the attached program keeps intercepting VIP
+	// traffic after this process stops renewing it (it renews every
+	// Lease/3 while open; SetLease changes it). A killed daemon's program
+	// then stops balancing on its own, and the node, if it is a real
+	// server too, answers DR packets a new master sends it instead of
+	// bouncing them back. 0: no lease, the program intercepts until it is
+	// detached.
+	Lease time.Duration
 }
 
 // Defaults.
@@ -145,6 +153,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if !isPrime(o.MaglevTableSize) {
 		errs = append(errs, fmt.Errorf("maglev table size %d: must be a prime (e.g. 16381, 65521)", o.MaglevTableSize))
+	}
+	if o.Lease < 0 {
+		errs = append(errs, errors.New("lease must not be negative"))
 	}
 	if o.TCPTimeout < 0 || o.UDPTimeout < 0 {
 		errs = append(errs, errors.New("flow timeouts must not be negative"))

@@ -102,8 +102,9 @@ type Dataplane struct {
 	adopted  map[netip.Addr]net.HardwareAddr // MACs found in pinned maps at start
 	last     dataplane.DesiredState          // for re-applying after a neighbour change
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop         chan struct{}
+	leaseChanged chan struct{}
+	wg           sync.WaitGroup
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -163,6 +164,12 @@ func New(opts Options) (*Dataplane, error) {
 		TcpTimeout: ticks(opts.TCPTimeout, hz),
 		UdpTimeout: ticks(opts.UDPTimeout, hz),
 	}
+	// The lease starts before the program can attach (or replace an
+	// adopted one), so a restart never pauses forwarding.
+	if cfg.LeaseUntil, err = clock.leaseUntil(opts.Lease, hz); err != nil {
+		clock.close()
+		return nil, fmt.Errorf("xdp: %w", err)
+	}
 	objs, spec, err := loadObjects(opts, cfg)
 	if err != nil {
 		clock.close()
@@ -199,6 +206,8 @@ func New(opts Options) (*Dataplane, error) {
 		neigh:     make(map[neighKey]net.HardwareAddr),
 		adopted:   make(map[netip.Addr]net.HardwareAddr),
 		stop:      make(chan struct{}),
+
+		leaseChanged: make(chan struct{}, 1),
 	}
 	if opts.PinDir != "" {
 		if err := d.adopt(); err != nil {
@@ -214,6 +223,8 @@ func New(opts Options) (*Dataplane, error) {
 		d.wg.Add(1)
 		go d.sweepLoop()
 	}
+	d.wg.Add(1)
+	go d.leaseLoop()
 	return d, nil
 }
 

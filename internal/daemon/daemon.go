@@ -211,7 +211,10 @@ func (d *Daemon) logWarnings(l *loaded) {
 
 // openDataplane opens the forwarder; the owner loop retries on failure.
 func (d *Daemon) openDataplane() error {
-	dp, resumed, err := d.opts.Dataplane.open(d.log.With("part", "dataplane"))
+	d.mu.Lock()
+	lease := interceptLease(d.cur.vrrp)
+	d.mu.Unlock()
+	dp, resumed, err := d.opts.Dataplane.open(d.log.With("part", "dataplane"), lease)
 	if err != nil {
 		return fmt.Errorf("dataplane %s: %w", d.opts.Dataplane.name(), err)
 	}

@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/xkeep/xkeep/dataplane"
 	"github.com/xkeep/xkeep/dataplane/ipvs"
 	"github.com/xkeep/xkeep/dataplane/xdp"
+	"github.com/xkeep/xkeep/vrrp"
 )
 
 // Dataplane kinds (--dataplane).
@@ -61,7 +63,9 @@ func hasPinnedLinks(dir string) bool {
 	return len(links) > 0
 }
 
-func (o DataplaneOptions) open(log *slog.Logger) (dataplane.Dataplane, bool, error) {
+// open opens the forwarder. lease is the XDP program's interception lease
+// (see interceptLease).
+func (o DataplaneOptions) open(log *slog.Logger, lease time.Duration) (dataplane.Dataplane, bool, error) {
 	if o.Open != nil {
 		return o.Open(log)
 	}
@@ -78,9 +82,34 @@ func (o DataplaneOptions) open(log *slog.Logger) (dataplane.Dataplane, bool, err
 		return dp, false, nil
 	}
 	resumed := hasPinnedLinks(o.PinDir)
-	dp, err := xdp.New(xdp.Options{Logger: log, PinDir: o.PinDir, Mode: o.XDPMode})
+	dp, err := xdp.New(xdp.Options{Logger: log, PinDir: o.PinDir, Mode: o.XDPMode, Lease: lease})
 	if err != nil {
 		return nil, false, err
 	}
 	return dp, resumed, nil
+}
+
+// leaser is a dataplane whose interception lapses unless it is renewed
+// (XDP: the program keeps running after a SIGKILL; IPVS has no such
+// thing).
+type leaser interface {
+	SetLease(time.Duration) error
+}
+
+// interceptLease is how long the XDP program goes on balancing after the
+// daemon stops renewing it (SIGKILL): three advert intervals of the
+// quickest instance, the least time in which a peer can take a VIP over
+// (Master_Down_Interval adds the skew). A killed master thus stops
+// intercepting before the new master sends it DR packets as a real
+// server, which it would otherwise bounce back (a forwarding loop); a
+// restart within the lease adopts the program without a pause. 0 when no
+// VRRP instance runs: no peer takes anything over.
+func interceptLease(c vrrp.Config) time.Duration {
+	var quickest time.Duration
+	for _, in := range c.Instances {
+		if quickest == 0 || in.AdvertInterval < quickest {
+			quickest = in.AdvertInterval
+		}
+	}
+	return 3 * quickest
 }

@@ -44,6 +44,7 @@ func (d *Daemon) reconcile(ctx context.Context, hold time.Duration) {
 		retrying   bool // a retry of the last, failed, state is scheduled
 		warned     = map[netip.Addr]bool{}
 		warnedPlan *loaded
+		leasedPlan *loaded
 	)
 	if hold > 0 {
 		t, c := d.clock.NewTimer(hold)
@@ -86,6 +87,14 @@ func (d *Daemon) reconcile(ctx context.Context, hold time.Duration) {
 		if warnedPlan != cur {
 			clear(warned)
 			warnedPlan = cur
+		}
+		if l, ok := dp.(leaser); ok && leasedPlan != cur {
+			// A reload may have changed the advert intervals.
+			if err := l.SetLease(interceptLease(cur.vrrp)); err != nil {
+				d.log.Warn("set the dataplane's interception lease", "err", err)
+			} else {
+				leasedPlan = cur
+			}
 		}
 
 		view := runningView{

@@ -1,14 +1,3 @@
-//go:build sigkill_loop
-
-// Built only with -tags sigkill_loop until the dataplane stops
-// intercepting VIP traffic after its daemon is SIGKILLed: today the killed
-// master's XDP program (its link is pinned) and IPVS services (they stay
-// in the kernel) go on balancing the DR packets the new master sends the
-// node as a real server, and the two nodes bounce them between each other
-// (XDP: a forwarding loop at hundreds of thousands of packets per second).
-// Reproduce: sudo go test -tags sigkill_loop -run TestFailoverOnMasterCrash ./test/e2e
-// Remove this header when it passes; CI then runs it.
-
 package e2e
 
 import (
@@ -21,8 +10,15 @@ import (
 // advert); lb2 takes the VIP within its Master_Down_Interval and serves
 // both real servers (lb1's web server still runs); the client's requests
 // go unanswered no longer than that plus a request.
+//
+// XDP: the killed daemon's program stops intercepting when its lease (3
+// advert intervals) lapses, before lb2 can take over, so lb1 answers the
+// DR packets lb2 sends it instead of bouncing them back.
 func TestFailoverOnMasterCrash(t *testing.T) {
 	t.Parallel()
+	if dataplane() == "ipvs" {
+		t.Skip("skipped with --dataplane=ipvs: a SIGKILLed daemon's IPVS services stay in the kernel and bounce the new master's DR packets back (as with keepalived); the crash guard for IPVS is not built yet")
+	}
 	p := newPair(t, pairOptions{})
 	p.startBoth()
 	l := p.load(vip1)

@@ -1,14 +1,3 @@
-//go:build sigkill_loop
-
-// Built only with -tags sigkill_loop until the dataplane stops
-// intercepting VIP traffic after its daemon is SIGKILLed: today the killed
-// master's XDP program (its link is pinned) and IPVS services (they stay
-// in the kernel) go on balancing the DR packets the new master sends the
-// node as a real server, and the two nodes bounce them between each other
-// (XDP: a forwarding loop at hundreds of thousands of packets per second).
-// Reproduce: sudo go test -tags sigkill_loop -run TestDemoStory ./test/lab
-// Remove this header when it passes; CI then runs it.
-
 package main
 
 import (
