@@ -47,14 +47,16 @@ var testPackages = []string{
 	"./dataplane/ipvs",
 	"./dataplane/xdp",
 	"./internal/testnet",
+	"./test/daemon",
 	"./test/e2e",
 }
 
-// e2eEnv points test/e2e at the xkeep binary packed into the VM and at
-// the IPVS dataplane, which the host's kernel lacks.
+// e2eEnv points test/e2e and test/daemon at the xkeep binary packed into
+// the VM and at the IPVS dataplane, which the host's kernel lacks.
 var e2eEnv = map[string]string{
-	"XKEEP_BIN":           guestXkeep,
-	"XKEEP_E2E_DATAPLANE": "ipvs",
+	"XKEEP_BIN":              guestXkeep,
+	"XKEEP_E2E_DATAPLANE":    "ipvs",
+	"XKEEP_DAEMON_DATAPLANE": "ipvs",
 }
 
 // benchPackages hold the benchmarks -bench runs in the VM. Sub-benchmarks
@@ -417,7 +419,7 @@ func buildTests(ctx context.Context, root, dir string, pkgs []string, tags strin
 // (test/e2e).
 func needsXkeep(tests []testBinary) bool {
 	for _, t := range tests {
-		if t.Pkg == "github.com/xkeep/xkeep/test/e2e" {
+		if t.Pkg == "github.com/xkeep/xkeep/test/e2e" || t.Pkg == "github.com/xkeep/xkeep/test/daemon" {
 			return true
 		}
 	}
