@@ -554,7 +554,7 @@ func (l *lab) masterKilled() error {
 	l.w.killed("lb1")
 	l.tl.say("killed lb1's xkeep with SIGKILL: no priority-0 advert, nothing cleaned up")
 	if attached, err := l.lb1.XDPAttached(); err == nil && attached {
-		l.tl.say("lb1's XDP program stays attached (its link is pinned) and goes on balancing with the state it had, until lb2's gratuitous ARP takes the client away")
+		l.tl.say("lb1's XDP program stays attached (its link is pinned, so a restarted xkeep would adopt it) and balances until its lease lapses, 3 advert intervals after the kill: before lb2 can take over, so lb1 never bounces lb2's DR packets back")
 	}
 	bound := l.vi2.MasterDownInterval(l.vi2.Priority) + slack
 	if _, err := l.await(bound, "lb2 holds the VIP", func() error {
