@@ -25,6 +25,8 @@ func commands() map[string]command {
 		"run":    {"run VRRP instances, health checks and the dataplane", runRun},
 		"status": {"show instances, services and backends of a running daemon", runStatus},
 		"reload": {"make a running daemon re-read its configuration", runReload},
+		// Hidden: `xkeep run` starts it (guard.go).
+		"guard": {"remove what a killed daemon left (started by xkeep run)", runGuard},
 	}
 }
 

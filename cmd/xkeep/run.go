@@ -108,6 +108,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Load:       config.LoadOptions{ConfigID: *configID, Dataplane: config.Dataplane(*dataplaneKind)},
 		Logger:     log,
 		Dataplane:  daemon.DataplaneOptions{Kind: *dataplaneKind, PinDir: *pinDir, XDPMode: mode},
+		Guard:      guardOptions(*socket, *logFormat, *logLevel, stderr),
 	})
 	if err != nil {
 		for _, line := range daemon.ConfigErrors(err) {

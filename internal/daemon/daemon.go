@@ -96,6 +96,9 @@ type Options struct {
 	Addresses AddressBook
 	// ReadFile reads the SSL block's certificates (default os.ReadFile).
 	ReadFile func(string) ([]byte, error)
+	// Guard starts the crash guard when Run starts (guard.go); the zero
+	// value starts none.
+	Guard GuardOptions
 }
 
 // Daemon runs one configuration. Create it with New, then Run it; Reload
@@ -124,6 +127,11 @@ type Daemon struct {
 	dp          dataplane.Dataplane // nil until a service needs one
 	resumed     bool                // dp was still forwarding from a previous run
 	apply       applyStats
+
+	// held is what a crash guard must remove if this daemon dies; guard
+	// keeps one told of it while Run runs (nil without one).
+	held  *held
+	guard *guardLink
 }
 
 type reloadStats struct {
@@ -163,6 +171,7 @@ func New(opts Options) (*Daemon, error) {
 		secure:      &atomic.Bool{},
 		wake:        make(chan struct{}, 1),
 		transitions: map[string]uint64{},
+		held:        newHeld(),
 	}
 	l, err := d.load()
 	d.logWarnings(l)
@@ -175,6 +184,9 @@ func New(opts Options) (*Daemon, error) {
 	deps := opts.VRRPDeps(l.vrrp.AllowInsecureScripts)
 	deps.Logger = d.log.With("part", "vrrp")
 	deps.OnStateChange = d.stateChanged
+	if deps.Addrs != nil {
+		deps.Addrs = heldAddrs{next: deps.Addrs, held: d.held}
+	}
 	if d.router, err = vrrp.NewRouter(cloneVRRP(l.vrrp), deps); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
@@ -270,6 +282,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("running", "config", d.opts.ConfigPath, "vrrp_instances", len(cur.cfg.Instances),
 		"virtual_servers", len(cur.cfg.VirtualServers), "services", len(cur.plan.Services), "dataplane", d.opts.Dataplane.name())
 
+	// The guard first: it must hear of every address and service before
+	// they exist (and a killed predecessor's guard must be done).
+	d.guard = startGuard(ctx, d.opts.Guard, d.held, d.log.With("part", "guard"), d.clock)
+
 	bg := context.WithoutCancel(ctx)
 	vctx, stopVRRP := context.WithCancel(bg)
 	hctx, stopHealth := context.WithCancel(bg)
@@ -332,7 +348,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err := dp.Close(); err != nil {
 			d.log.Error("dataplane close", "err", err)
 		}
+		d.held.setServices(nil)
 	}
+	// Everything is removed (or failed to be, and said so): the guard has
+	// nothing to do.
+	d.guard.close()
 	d.log.Info("stopped", "took", d.clock.Now().Sub(stopAt).Round(time.Millisecond))
 	return runErr
 }

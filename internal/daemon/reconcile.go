@@ -127,7 +127,15 @@ func (d *Daemon) reconcile(ctx context.Context, hold time.Duration) {
 		if haveLast && (lastOK || retrying) && reflect.DeepEqual(want.State, last.State) {
 			return
 		}
+		owner, _ := dp.(serviceOwner)
+		if owner != nil {
+			// The guard hears of the services before they exist.
+			d.guard.sync(d.held.setServices(unionKeys(owner.Owned(), want.State.Services)))
+		}
 		err := dp.Apply(want.State)
+		if owner != nil {
+			d.held.setServices(owner.Owned())
+		}
 		now := d.clock.Now()
 		d.mu.Lock()
 		d.apply.last, d.apply.haveLast = want, true
@@ -186,4 +194,23 @@ func logServedChanges(d *Daemon, before, after []dataplane.ServedVIP, haveBefore
 			d.log.Info("dataplane no longer serving", "vip", v.Addr, "interface", v.Interface)
 		}
 	}
+}
+
+// serviceOwner is a dataplane that leaves services in the kernel when
+// its process dies (IPVS): the crash guard is told which it owns.
+type serviceOwner interface {
+	Owned() []dataplane.ServiceKey
+}
+
+// unionKeys is owned plus the keys of services, each once, sorted: what
+// the dataplane owns once it applied services.
+func unionKeys(owned []dataplane.ServiceKey, services []dataplane.Service) []dataplane.ServiceKey {
+	out := slices.Clone(owned)
+	for _, s := range services {
+		if !slices.Contains(out, s.Key) {
+			out = append(out, s.Key)
+		}
+	}
+	sortKeys(out)
+	return out
 }

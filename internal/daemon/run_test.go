@@ -133,7 +133,7 @@ func fakeServer(realServers ...string) string {
 	return s + "}\n"
 }
 
-func newFakeRig(t *testing.T, conf string, resumed bool) *fakeRig {
+func newFakeRig(t *testing.T, conf string, resumed bool, adjust ...func(*Options)) *fakeRig {
 	t.Helper()
 	r := &fakeRig{
 		t:      t,
@@ -144,7 +144,7 @@ func newFakeRig(t *testing.T, conf string, resumed bool) *fakeRig {
 		dp:     newRecorder(),
 	}
 	r.write(conf)
-	d, err := New(Options{
+	opts := Options{
 		ConfigPath: r.path,
 		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		VRRPDeps:   func(bool) vrrp.Deps { return r.host.Deps(r.vclock, &vrrptest.Scripts{}) },
@@ -153,7 +153,11 @@ func newFakeRig(t *testing.T, conf string, resumed bool) *fakeRig {
 		}},
 		Clock:     r.clock,
 		Addresses: noAddresses{},
-	})
+	}
+	for _, f := range adjust {
+		f(&opts)
+	}
+	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
