@@ -30,14 +30,17 @@ import (
 // priority 0 advert), timestamped by the kernel in the backup's
 // namespace, to the VIP appearing on the backup (a netlink address
 // notification, read by a thread of its own; the floor column is that
-// measurement's own share, calibrated in each run). It also reports each daemon's resident memory and CPU
-// time per second while adverts flow, and counts false takeovers while
-// the machine is loaded. Run it with `make bench` (as root):
+// measurement's own share, calibrated in each run). It also reports each
+// daemon's resident memory and CPU time per second while adverts flow,
+// and counts false takeovers while the machine is loaded (logging the
+// master's adverts around one, to tell a stalled master from an early
+// backup). Run it with `make bench` (as root):
 //
 //	go test -run '^$' -bench Failover -benchtime 1x ./test/vrrp/
 //
 // XKEEP_BENCH_REPS sets the repetitions per row (default 3); the table
-// shows medians.
+// shows medians. Rows are mode/event/daemon: -bench
+// 'Failover/v3_10ms/stop' runs one event for both daemons.
 func BenchmarkFailover(b *testing.B) {
 	reps := 3
 	if s := os.Getenv("XKEEP_BENCH_REPS"); s != "" {
