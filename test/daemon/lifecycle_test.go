@@ -64,14 +64,17 @@ func TestSIGTERMStopsWithinTwoSeconds(t *testing.T) {
 	}
 }
 
-// TestSIGKILLThenRestartAdoptsThePins: a SIGKILLed daemon leaves its VIP
-// and its XDP program forwarding; the next start removes the stale VIP
-// (it is not master yet), adopts the pinned maps and links (same
-// --pin-dir), keeps forwarding while VRRP decides and, master again,
+// TestSIGKILLThenRestartAdoptsThePins: a SIGKILLed daemon's crash guard
+// removes its VIP, and leaves its XDP program forwarding on its own; the
+// next start adopts the pinned maps and links (same --pin-dir), keeps
+// forwarding while VRRP decides and, master again, adds the VIP back:
 // every established connection still reaches the same real server.
 //
-// On IPVS the services stay in the kernel after the kill and the restarted
-// daemon adopts them; the XDP-only checks (pins, no detach) are left out.
+// On IPVS the guard removes the services too (they would bounce a new
+// master's DR packets back), so nothing forwards while the daemon is
+// dead; the restarted daemon adds them again, and IPVS's connection table
+// keeps each connection on its real server. The XDP-only checks (pins,
+// no detach, forwarding while dead) are left out.
 func TestSIGKILLThenRestartAdoptsThePins(t *testing.T) {
 	xdp := dataplaneKind == "xdp"
 	r := newRig(t)
@@ -108,10 +111,18 @@ func TestSIGKILLThenRestartAdoptsThePins(t *testing.T) {
 	}
 
 	x.signal(syscall.SIGKILL, 2*time.Second)
-	if !r.hasVIP() || !r.forwarding() {
-		t.Fatalf("after SIGKILL: VIP %v, dataplane forwarding %v (both stay)", r.hasVIP(), r.forwarding())
+	// The daemon's output ends when its guard has exited too.
+	if r.hasVIP() {
+		t.Fatal("after SIGKILL the VIP is still on eth0: the crash guard did not remove it")
 	}
-	askAll("with the daemon dead") // the pinned program forwards on its own
+	if xdp {
+		if !r.forwarding() || len(r.pinned()) == 0 {
+			t.Fatalf("after SIGKILL: XDP attached %v, pins %v (both stay for the next start)", r.forwarding(), r.pinned())
+		}
+		askAll("with the daemon dead") // the pinned program forwards on its own
+	} else if r.forwarding() {
+		t.Fatalf("after SIGKILL IPVS services are left: %v", r.ipvsServices())
+	}
 
 	events := r.watchAddrs()
 	detached := func() int { return 0 }
@@ -119,12 +130,6 @@ func TestSIGKILLThenRestartAdoptsThePins(t *testing.T) {
 		detached = r.watchXDPDetach()
 	}
 	x = r.start(conf{})
-	testnet.Eventually(t, 5*time.Second, "the stale VIP removed at start", func() error {
-		if !slices.Contains(events.list(), "-"+vip.String()) {
-			return fmt.Errorf("address events %v", events.list())
-		}
-		return nil
-	})
 	if xdp {
 		askAll("while the restarted daemon is not master yet")
 	}
@@ -136,13 +141,51 @@ func TestSIGKILLThenRestartAdoptsThePins(t *testing.T) {
 	if n := detached(); n > 0 {
 		t.Errorf("the XDP program was detached %d times during the restart: forwarding had a gap", n)
 	}
-	if !r.hasVIP() {
-		t.Error("the VIP is not back")
+	if !r.hasVIP() || !slices.Contains(events.list(), "+"+vip.String()) {
+		t.Errorf("the VIP is not back (address events %v)", events.list())
 	}
 	if in := snap.Instances[0]; in.State != status.StateMaster {
 		t.Errorf("VI_1 %s", in.State)
 	}
 	t.Logf("address events during the restart: %v", events.list())
+}
+
+// TestSIGKILLWithItsGuardThenRestartRemovesTheStaleVIP: when the guard
+// dies with the daemon (a kill of the whole cgroup, the machine's OOM
+// killer taking both), the VIP stays; the next start removes it (it is
+// not master yet) before it becomes master again.
+func TestSIGKILLWithItsGuardThenRestartRemovesTheStaleVIP(t *testing.T) {
+	r := newRig(t)
+	x := r.start(conf{})
+	x.waitServing(10 * time.Second)
+	guard := x.guardPID()
+	// Stopped first, so that it cannot act on the daemon's death.
+	if err := syscall.Kill(guard, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(guard, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-x.proc.Done()
+	if !r.hasVIP() {
+		t.Fatal("the VIP is gone although the guard died with the daemon")
+	}
+
+	events := r.watchAddrs()
+	x = r.start(conf{})
+	testnet.Eventually(t, 5*time.Second, "the stale VIP removed at start", func() error {
+		if !slices.Contains(events.list(), "-"+vip.String()) {
+			return fmt.Errorf("address events %v", events.list())
+		}
+		return nil
+	})
+	x.waitServing(10 * time.Second)
+	if !r.hasVIP() {
+		t.Error("the VIP is not back")
+	}
 }
 
 // adverts records the priorities of VRRP adverts seen from the client.
