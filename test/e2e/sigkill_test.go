@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -11,14 +12,14 @@ import (
 // both real servers (lb1's web server still runs); the client's requests
 // go unanswered no longer than that plus a request.
 //
-// XDP: the killed daemon's program stops intercepting when its lease (3
-// advert intervals) lapses, before lb2 can take over, so lb1 answers the
-// DR packets lb2 sends it instead of bouncing them back.
+// lb1's crash guard (`xkeep guard`, which its daemon started) removes
+// the VIP from lb1's eth0 at once, so lb1 stops answering ARP for it
+// against lb2, and with IPVS removes lb1's services, so lb1 answers the DR
+// packets lb2 sends it instead of bouncing them back (a loop). XDP: the
+// killed daemon's program stops intercepting when its lease (3 advert
+// intervals) lapses, before lb2 can take over.
 func TestFailoverOnMasterCrash(t *testing.T) {
 	t.Parallel()
-	if dataplane() == "ipvs" {
-		t.Skip("skipped with --dataplane=ipvs: a SIGKILLed daemon's IPVS services stay in the kernel and bounce the new master's DR packets back (as with keepalived); the crash guard for IPVS is not built yet")
-	}
 	p := newPair(t, pairOptions{})
 	p.startBoth()
 	l := p.load(vip1)
@@ -28,7 +29,13 @@ func TestFailoverOnMasterCrash(t *testing.T) {
 	p.x1.Kill()
 	in2 := p.in2()
 	bound := in2.MasterDownInterval(in2.Priority) + tm.slack
-	// lb1's VIP stays on its eth0: a killed daemon cannot remove it.
+	p.r.Eventually(tm.slack, "lb1's crash guard removed vip1 from lb1", func() error {
+		if ok, err := p.lb1.HoldsVIP(vip1); err != nil || ok {
+			return fmt.Errorf("lb1 holds %s (%v)", vip1, err)
+		}
+		return nil
+	})
+	t.Logf("vip1 gone from lb1 within %v of the kill", time.Since(killAt).Round(time.Millisecond))
 	took := p.r.Eventually(bound, "lb2 holds vip1", holds(p.lb2, vip1))
 	t.Logf("lb2 took over %v after the kill (Master_Down_Interval %v, bound %v)", took.Round(time.Millisecond), in2.MasterDownInterval(in2.Priority), bound)
 	p.waitState(p.x2, "VI_1", vip1, stateMaster, tm.slack)
