@@ -39,7 +39,16 @@ func TestRealServerDiesAndReturns(t *testing.T) {
 	start := time.Now()
 	dead.stop()
 	testnet.Eventually(t, downBound, "rs2 taken out of the dataplane", func() error {
-		return backendState(x, dead, "down")
+		if err := backendState(x, dead, "down"); err != nil {
+			return err
+		}
+		// The status shows the checker's verdict; the owner loop applies
+		// it a moment later. IPVS's table says when it has (XDP applies
+		// in microseconds, well before the next connection).
+		if dataplaneKind == "ipvs" && r.ipvsHasDest(tcpPort, dead.addr) {
+			return fmt.Errorf("%s still an IPVS destination", dead.addr)
+		}
+		return nil
 	})
 	took := time.Since(start)
 	t.Logf("rs2 down %v after its listener closed (bound %v)", took.Round(time.Millisecond), downBound)
@@ -64,7 +73,13 @@ func TestRealServerDiesAndReturns(t *testing.T) {
 	start = time.Now()
 	dead.listen()
 	testnet.Eventually(t, upBound, "rs2 back in the dataplane", func() error {
-		return backendState(x, dead, "up")
+		if err := backendState(x, dead, "up"); err != nil {
+			return err
+		}
+		if dataplaneKind == "ipvs" && !r.ipvsHasDest(tcpPort, dead.addr) {
+			return fmt.Errorf("%s not an IPVS destination yet", dead.addr)
+		}
+		return nil
 	})
 	t.Logf("rs2 up %v after it listened again (bound %v)", time.Since(start).Round(time.Millisecond), upBound)
 	seen = map[string]int{}

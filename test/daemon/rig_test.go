@@ -615,6 +615,36 @@ func (r *rig) ipvsServices() []*ipvs.Service {
 	return svcs
 }
 
+// ipvsHasDest reports whether the LB's IPVS service on port has addr as
+// a destination.
+func (r *rig) ipvsHasDest(port uint16, addr netip.Addr) bool {
+	r.t.Helper()
+	h, err := ipvs.New(r.lb.Path())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, s := range svcs {
+		if s.Port != port {
+			continue
+		}
+		dests, err := h.GetDestinations(s)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		for _, d := range dests {
+			if a, ok := netip.AddrFromSlice(d.Address); ok && a.Unmap() == addr {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // xdpAttached reports whether an XDP program is attached to the LB's
 // eth0.
 func (r *rig) xdpAttached() bool {
