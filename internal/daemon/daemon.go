@@ -39,6 +39,17 @@
 //     VIPs removed), so packets still sent here before the new master's
 //     gratuitous ARP reach the real servers; then it is closed (XDP
 //     detached and unpinned, IPVS services removed).
+//   - Crash guard (guard.go): Run starts a small process beside the
+//     daemon (`xkeep guard`, Options.Guard) and keeps it told, over a
+//     pipe, of the VIPs the VRRP engine added and the IPVS services the
+//     dataplane owns (each service before the Apply that may create it);
+//     the stop says goodbye. When the daemon dies without one (SIGKILL,
+//     crash, OOM) the guard removes them at once: the dead master's
+//     kernel stops answering ARP for its VIPs against the new master, and
+//     its IPVS services stop bouncing the DR packets the new master sends
+//     it as a real server. XDP's program and pins it leaves alone (a
+//     restart adopts them; the interception lease ends the bouncing). A
+//     daemon started while a killed one's guard still works waits for it.
 //   - A failed Apply is retried with backoff (200 ms doubling to 30 s);
 //     the same state is not re-applied on every event meanwhile. Invalid
 //     services (e.g. lb_kind NAT with XDP) keep failing and say so in the
