@@ -524,12 +524,19 @@ func (w *addrWatch) calibrate(b testing.TB, h *host, n int) time.Duration {
 	return lat[len(lat)/2]
 }
 
-// pids are the daemon's processes: keepalived's parent and VRRP child.
+// pids are the daemon's processes and all their descendants:
+// keepalived's parent and VRRP child, xkeep and its crash guard.
 func (d *daemon) pids() []int {
 	pids := []int{d.cmd.Process.Pid}
-	if d.vrrpPidFile != "" {
-		if c := d.vrrpChild(); c > 0 {
-			pids = append(pids, c)
+	for i := 0; i < len(pids); i++ {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pids[i]))
+		for _, f := range tasks {
+			b, _ := os.ReadFile(f)
+			for _, field := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(field); err == nil && !slices.Contains(pids, pid) {
+					pids = append(pids, pid)
+				}
+			}
 		}
 	}
 	return pids
