@@ -140,7 +140,7 @@ type Daemon struct {
 	apply       applyStats
 
 	// held is what a crash guard must remove if this daemon dies; guard
-	// keeps one told of it while Run runs (nil without one).
+	// keeps one told of it while Run runs (guard is nil without one).
 	held  *held
 	guard *guardLink
 }
