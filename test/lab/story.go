@@ -552,7 +552,7 @@ func (l *lab) masterKilled() error {
 	l.killAt = time.Now()
 	l.x1.Kill()
 	l.w.killed("lb1")
-	l.tl.say("killed lb1's xkeep with SIGKILL: no priority-0 advert, nothing cleaned up")
+	l.tl.say("killed lb1's xkeep with SIGKILL: no priority-0 advert; its crash guard (xkeep guard) removes the VIP from eth0 at once")
 	if attached, err := l.lb1.XDPAttached(); err == nil && attached {
 		l.tl.say("lb1's XDP program stays attached (its link is pinned, so a restarted xkeep would adopt it) and balances until its lease lapses, 3 advert intervals after the kill: before lb2 can take over, so lb1 never bounces lb2's DR packets back")
 	}

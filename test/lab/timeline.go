@@ -153,7 +153,7 @@ func (w *watcher) pollVIP() {
 			stale := w.stale[n.Name]
 			w.mu.Unlock()
 			if stale {
-				on = append(on, n.Name+" (stale: its xkeep was killed and could not remove it)")
+				on = append(on, n.Name+" (stale: its xkeep was killed and its guard has not removed it yet)")
 			} else {
 				on = append(on, n.Name)
 			}
