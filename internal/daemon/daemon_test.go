@@ -93,8 +93,15 @@ func TestVRRPConfigTranslatesTheModel(t *testing.T) {
 			{Prefix: netip.MustParsePrefix("192.168.8.101/24"), Dev: "ens192", Label: "ens192:1", Scope: 253}},
 		ExcludedVIPs: []vrrp.VIP{{Prefix: netip.MustParsePrefix("192.168.9.1/32")}},
 		SourceAddr:   netip.MustParseAddr("192.168.8.130"), UnicastPeers: []netip.Addr{netip.MustParseAddr("192.168.8.131")},
-		UnicastTTL:      255,
-		GARP:            vrrp.GARPConfig{MasterRepeat: 5, MasterDelay: 5 * time.Second, MasterRefreshRepeat: 1},
+		UnicastTTL: 255,
+		// keepalived's defaults: unicast adverts from any source, the
+		// IPv4 group (unused by a unicast instance), 3 adverts to master
+		// down, lower-priority GARPs as the master's.
+		UnicastAnySource: true,
+		McastGroup:       netip.MustParseAddr("224.0.0.18"),
+		DownTimerAdverts: 3,
+		GARP: vrrp.GARPConfig{MasterRepeat: 5, MasterDelay: 5 * time.Second, MasterRefreshRepeat: 1,
+			LowerPrioRepeat: 5, LowerPrioDelay: 5 * time.Second},
 		TrackInterfaces: []vrrp.TrackInterface{{Name: "eth9", Weight: 10, Reverse: true}},
 		TrackScripts:    []vrrp.TrackScript{{Name: "httpd_check", Weight: -20}},
 		Notify:          vrrp.NotifyConfig{Master: "/scripts/notify.sh master 192.168.8.100", Any: "/scripts/all.sh"},
@@ -208,5 +215,45 @@ func TestDaemonRunsAndReloads(t *testing.T) {
 	}
 	if got := host.VIPs(); len(got) != 0 {
 		t.Fatalf("VIPs left after stop: %v", got)
+	}
+}
+
+func TestVRRPConfigTranslatesKeepalivedExtras(t *testing.T) {
+	const conf = `
+global_defs {
+    vrrp_startup_delay 2
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 7
+    priority 100
+    mcast_dst_ip 224.0.0.99
+    down_timer_adverts 5
+    higher_prio_send_advert
+    garp_lower_prio_repeat 2
+    garp_lower_prio_delay 10
+    notify_master_rx_lower_pri /bin/true
+    check_unicast_src
+    virtual_ipaddress {
+        10.0.0.100
+    }
+}
+`
+	cfg, _, err := config.Parse("keepalived.conf", []byte(conf), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, warns, err := VRRPConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("warnings %q: every keyword here is implemented", warns)
+	}
+	in := v.Instances[0]
+	if v.StartupDelay != 2*time.Second || in.McastGroup != netip.MustParseAddr("224.0.0.99") ||
+		in.DownTimerAdverts != 5 || !in.HigherPrioSendAdvert || in.GARP.LowerPrioRepeat != 2 ||
+		in.GARP.LowerPrioDelay != 10*time.Second || in.Notify.MasterRxLowerPri != "/bin/true" || in.UnicastAnySource {
+		t.Errorf("translated: startup delay %v, %+v", v.StartupDelay, in)
 	}
 }

@@ -23,6 +23,7 @@ func VRRPConfig(cfg *config.Config) (vrrp.Config, []string, error) {
 	// enable_script_security is set (it only warns); so does xkeep.
 	out.AllowInsecureScripts = !g.EnableScriptSecurity
 	out.ScriptUser = g.ScriptUser
+	out.StartupDelay = g.VRRPStartupDelay
 
 	for _, s := range cfg.Scripts {
 		sc := vrrp.ScriptConfig{Name: s.Name, Interval: s.Interval, Timeout: s.Timeout,
@@ -66,21 +67,28 @@ func VRRPConfig(cfg *config.Config) (vrrp.Config, []string, error) {
 
 func instance(in *config.VRRPInstance, g config.Global, warn func(config.Pos, string, ...any)) (vrrp.InstanceConfig, error) {
 	ic := vrrp.InstanceConfig{
-		Name:              in.Name,
-		Interface:         in.Interface,
-		Version:           in.Version,
-		AdvertInterval:    in.AdvertInterval,
-		StartAsMaster:     in.State == config.StateMaster,
-		NoPreempt:         in.Nopreempt,
-		PreemptDelay:      in.PreemptDelay,
-		SourceAddr:        in.SrcIP,
-		UnicastTTL:        uint8(in.UnicastTTL),
-		LowerPrioNoAdvert: in.LowerPrioNoAdvert,
+		Name:                 in.Name,
+		Interface:            in.Interface,
+		Version:              in.Version,
+		AdvertInterval:       in.AdvertInterval,
+		StartAsMaster:        in.State == config.StateMaster,
+		NoPreempt:            in.Nopreempt,
+		PreemptDelay:         in.PreemptDelay,
+		SourceAddr:           in.SrcIP,
+		UnicastTTL:           uint8(in.UnicastTTL),
+		LowerPrioNoAdvert:    in.LowerPrioNoAdvert,
+		HigherPrioSendAdvert: in.HigherPrioSendAdvert,
+		DownTimerAdverts:     in.DownTimerAdverts,
+		// keepalived accepts unicast adverts from any source unless
+		// check_unicast_src (or a peer's min_ttl/max_ttl) asks otherwise.
+		UnicastAnySource: !in.CheckUnicastSrc,
 		GARP: vrrp.GARPConfig{
 			MasterRepeat:        in.GarpMasterRepeat,
 			MasterDelay:         in.GarpMasterDelay,
 			MasterRefresh:       in.GarpMasterRefresh,
 			MasterRefreshRepeat: in.GarpMasterRefreshRepeat,
+			LowerPrioRepeat:     in.GarpLowerPrioRepeat,
+			LowerPrioDelay:      in.GarpLowerPrioDelay,
 			Interval:            g.VRRPGarpInterval,
 		},
 		TrackInterfaces: trackInterfaces(in.TrackInterfaces),
@@ -119,14 +127,15 @@ func instance(in *config.VRRPInstance, g config.Global, warn func(config.Pos, st
 	if ic.ExcludedVIPs, err = vips(in.ExcludedVIPs); err != nil {
 		return ic, err
 	}
-	if in.McastDstIP.IsValid() && in.McastDstIP != packet.GroupIPv4 && in.McastDstIP != packet.GroupIPv6 {
-		warn(in.Explicit["mcast_dst_ip"], "mcast_dst_ip %s is not supported: adverts go to %s / %s", in.McastDstIP, packet.GroupIPv4, packet.GroupIPv6)
-	}
-	if in.DownTimerAdverts != 0 && in.DownTimerAdverts != 3 {
-		warn(in.Explicit["down_timer_adverts"], "down_timer_adverts %d is not supported: the RFC's 3 is used", in.DownTimerAdverts)
-	}
-	if in.HigherPrioSendAdvert {
-		warn(in.Explicit["higher_prio_send_advert"], "higher_prio_send_advert is not supported and ignored")
+	// The group: mcast_dst_ip, else global_defs' vrrp_mcast_group4/6
+	// (the vrrp engine ignores it for unicast instances).
+	switch {
+	case in.McastDstIP.IsValid():
+		ic.McastGroup = in.McastDstIP
+	case in.Family == config.IPv6:
+		ic.McastGroup = g.VRRPMcastGroup6
+	default:
+		ic.McastGroup = g.VRRPMcastGroup4
 	}
 	return ic, nil
 }
@@ -182,5 +191,5 @@ func trackScripts(ts []config.TrackScript) []vrrp.TrackScript {
 
 func notify(n config.Notify) vrrp.NotifyConfig {
 	return vrrp.NotifyConfig{Master: n.Master.String(), Backup: n.Backup.String(), Fault: n.Fault.String(),
-		Stop: n.Stop.String(), Any: n.Any.String()}
+		Stop: n.Stop.String(), Any: n.Any.String(), MasterRxLowerPri: n.MasterRxLowerPri.String()}
 }
