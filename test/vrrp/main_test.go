@@ -135,7 +135,10 @@ func (h *host) writeConf(name, conf string) string {
 func (h *host) startXkeep(conf string) *daemon {
 	h.t.Helper()
 	path := h.writeConf("xkeep.conf", conf)
-	cmd := exec.Command(xkeepBin, "run", "-f", path, "--log-level", "debug")
+	// The control socket (and the crash guard's lock beside it) in the
+	// test's directory: a SIGKILLed daemon leaves them behind.
+	cmd := exec.Command(xkeepBin, "run", "-f", path, "--log-level", "debug",
+		"--socket", filepath.Join(h.dir, "xkeep.sock"))
 	return h.start("xkeep", cmd, "")
 }
 
