@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/xkeep/xkeep/vrrp/packet"
@@ -227,6 +228,15 @@ func (c *InstanceConfig) IsIPv6() bool {
 }
 
 // Validate checks the configuration and fills defaults.
+// clone copies the slices Validate writes defaults into, so the Router
+// never changes a configuration its caller keeps.
+func (c Config) clone() Config {
+	c.Instances = slices.Clone(c.Instances)
+	c.Scripts = slices.Clone(c.Scripts)
+	c.SyncGroups = slices.Clone(c.SyncGroups)
+	return c
+}
+
 func (c *Config) Validate() error {
 	var errs []error
 	names := map[string]bool{}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/xkeep/xkeep/vrrp/packet"
@@ -1058,6 +1059,22 @@ func (m *Machine) updateGroups() {
 			g.state = s
 		}
 	}
+}
+
+// ScriptStatus is a vrrp_script's result after rise/fall.
+type ScriptStatus struct {
+	Name string
+	OK   bool
+}
+
+// Scripts returns every vrrp_script's result after rise/fall, by name.
+func (m *Machine) Scripts() []ScriptStatus {
+	out := make([]ScriptStatus, 0, len(m.scripts))
+	for name, s := range m.scripts {
+		out = append(out, ScriptStatus{Name: name, OK: s.up})
+	}
+	slices.SortFunc(out, func(a, b ScriptStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Status returns a snapshot of every instance, in configuration order.

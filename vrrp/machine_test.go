@@ -1209,3 +1209,22 @@ func TestPriorityChangeMovesMasterDownTimer(t *testing.T) {
 		t.Fatalf("master down at %v after the priority rose", next.Sub(h.t0))
 	}
 }
+
+func TestScriptsReportsDebouncedResults(t *testing.T) {
+	cfg := one(func(c *InstanceConfig) { c.TrackScripts = []TrackScript{{Name: "chk", Weight: -20}} })
+	cfg.Scripts = []ScriptConfig{{Name: "chk", Command: "/bin/true", Fall: 2}, {Name: "a_init_fail", Command: "/bin/true", InitFail: true}}
+	h := newHarness(t, cfg)
+	want := func(chk bool) {
+		t.Helper()
+		got := h.m.Scripts()
+		exp := []ScriptStatus{{Name: "a_init_fail", OK: false}, {Name: "chk", OK: chk}}
+		if !slices.Equal(got, exp) {
+			t.Fatalf("Scripts() = %v, want %v", got, exp)
+		}
+	}
+	want(true)
+	h.at(time.Second, ScriptResult{Script: "chk", OK: false})
+	want(true) // fall 2: one failure is not enough
+	h.at(2*time.Second, ScriptResult{Script: "chk", OK: false})
+	want(false)
+}

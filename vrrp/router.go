@@ -110,6 +110,7 @@ type reloadReq struct {
 
 // NewRouter checks cfg and returns a router that is not yet running.
 func NewRouter(cfg Config, deps Deps) (*Router, error) {
+	cfg = cfg.clone()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,6 +148,13 @@ func (r *Router) Status() []InstanceStatus {
 	return r.m.Status()
 }
 
+// Scripts returns every vrrp_script's debounced result.
+func (r *Router) Scripts() []ScriptStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m.Scripts()
+}
+
 // Errors counts packets dropped before they could be matched to an
 // instance (malformed, or for a VRID no instance runs), by reason.
 func (r *Router) Errors() map[packet.Reason]uint64 {
@@ -163,6 +171,7 @@ func (r *Router) Errors() map[packet.Reason]uint64 {
 // instances start, removed ones stop (priority 0, addresses released),
 // unchanged ones keep their state and addresses. It returns once applied.
 func (r *Router) Reload(ctx context.Context, cfg Config) error {
+	cfg = cfg.clone()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -404,3 +404,21 @@ func TestRouterFailedReloadClosesItsSockets(t *testing.T) {
 		t.Fatalf("status after the failed reload: %+v", st)
 	}
 }
+
+// The router fills defaults (source address, script timers) into a copy:
+// the caller's configuration, which a daemon keeps to diff the next
+// reload against, stays as it was.
+func TestRouterLeavesTheCallersConfigAlone(t *testing.T) {
+	clock := vrrptest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	seg := &vrrptest.Segment{}
+	cfg := instCfg(100)
+	cfg.Scripts = []vrrp.ScriptConfig{{Name: "chk", Command: "/bin/true"}}
+	before := fmt.Sprintf("%+v", cfg)
+	n := startNode(t, clock, seg, "10.0.0.1", cfg)
+	if err := n.router.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if after := fmt.Sprintf("%+v", cfg); after != before {
+		t.Fatalf("config changed by NewRouter/Reload:\nbefore %s\nafter  %s", before, after)
+	}
+}

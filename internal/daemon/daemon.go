@@ -198,7 +198,7 @@ func New(opts Options) (*Daemon, error) {
 	if deps.Addrs != nil {
 		deps.Addrs = heldAddrs{next: deps.Addrs, held: d.held}
 	}
-	if d.router, err = vrrp.NewRouter(cloneVRRP(l.vrrp), deps); err != nil {
+	if d.router, err = vrrp.NewRouter(l.vrrp, deps); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 
@@ -368,16 +368,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return runErr
 }
 
-// cloneVRRP copies c's slices: the engine fills in defaults and source
-// addresses in the configuration it is given, and the daemon keeps its
-// own copy for status.
-func cloneVRRP(c vrrp.Config) vrrp.Config {
-	c.Instances = slices.Clone(c.Instances)
-	c.Scripts = slices.Clone(c.Scripts)
-	c.SyncGroups = slices.Clone(c.SyncGroups)
-	return c
-}
-
 // holdWindow bounds how long unsettled instances keep serving after a
 // restart: long enough for any instance to hear a master or become one
 // (three adverts plus the skew, which is below one).
@@ -406,7 +396,7 @@ func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
 		warns = l.warnings
 	}
 	if err == nil {
-		err = d.router.Reload(ctx, cloneVRRP(l.vrrp))
+		err = d.router.Reload(ctx, l.vrrp)
 	}
 	if err == nil {
 		// The health configuration was validated with the rest, so this

@@ -49,6 +49,9 @@ func (d *Daemon) Snapshot(ctx context.Context) (status.Snapshot, error) {
 	for _, st := range d.router.Status() {
 		snap.Instances = append(snap.Instances, instanceStatus(st, cur, trans[st.Name]))
 	}
+	for _, sc := range d.router.Scripts() {
+		snap.Scripts = append(snap.Scripts, status.Script{Name: sc.Name, OK: sc.OK})
+	}
 	if drops := d.VRRPErrors(); len(drops) > 0 {
 		snap.VRRPDropped = drops
 	}

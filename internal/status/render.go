@@ -67,6 +67,18 @@ func Render(w io.Writer, s Snapshot) error {
 		fmt.Fprintf(tw, "dropped before matching an instance: %s\n", strings.Join(parts, ", "))
 	}
 
+	if len(s.Scripts) > 0 {
+		var scripts []string
+		for _, sc := range s.Scripts {
+			result := "ok"
+			if !sc.OK {
+				result = "FAILING"
+			}
+			scripts = append(scripts, sc.Name+" "+result)
+		}
+		fmt.Fprintf(tw, "vrrp_script: %s\n", strings.Join(scripts, ", "))
+	}
+
 	fmt.Fprintln(tw, "\nVirtual services")
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\tFlags\tNewFlows\tPackets\tBytes\t")
 	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tHealth\tActiveFlows\tPackets\tBytes")
