@@ -17,10 +17,6 @@ type Config struct {
 	Instances  []InstanceConfig
 	Scripts    []ScriptConfig
 	SyncGroups []SyncGroupConfig
-	// AllowInsecureScripts runs notify and track scripts that a non-root
-	// user could change (keepalived without enable_script_security).
-	// When false such scripts are refused and logged.
-	AllowInsecureScripts bool
 	// ScriptUser runs scripts that name no user (keepalived's
 	// script_user); empty means the daemon's own user.
 	ScriptUser string

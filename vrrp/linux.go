@@ -853,11 +853,12 @@ func (LinuxAnnouncer) Announce(ifname string, addr netip.Addr) error {
 	return c.WriteTo(na, nil, allNodes)
 }
 
-// ExecRunner runs scripts as processes, with keepalived's script
-// security.
+// ExecRunner runs scripts as processes, refusing those its security
+// policy says others could change.
 type ExecRunner struct {
-	// AllowInsecure runs scripts a non-root user could change.
-	AllowInsecure bool
+	// Security returns the policy in force (a reload may change it); nil
+	// means RefuseWorldWritable.
+	Security func() ScriptSecurity
 }
 
 // Run runs cmd and waits for it, killing it (and its children) after the
@@ -870,10 +871,12 @@ func (r ExecRunner) Run(ctx context.Context, cmd Command) error {
 	if err != nil {
 		return err
 	}
-	if !r.AllowInsecure {
-		if err := CheckScriptSecurity(path); err != nil {
-			return fmt.Errorf("%w: %v", ErrInsecureScript, err)
-		}
+	security := RefuseWorldWritable
+	if r.Security != nil {
+		security = r.Security()
+	}
+	if err := security.Check(path); err != nil {
+		return fmt.Errorf("%w: %v", ErrInsecureScript, err)
 	}
 	if cmd.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -905,12 +908,39 @@ func lookupCredential(name string) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-// CheckScriptSecurity refuses, like keepalived's script_security, a
-// script that a non-root user could replace: the file or any directory
-// above it owned by another user and writable by it, or writable by a
-// group other than root's or by everyone (a sticky directory such as
-// /tmp only protects what root owns in it).
-func CheckScriptSecurity(path string) error {
+// ScriptSecurity says which scripts (notify, vrrp_script, MISC_CHECK, ...)
+// are refused.
+type ScriptSecurity int32
+
+const (
+	// RefuseWorldWritable refuses a script that anyone can change: the
+	// file or a directory above it writable by everyone (sticky
+	// directories such as /tmp excepted). xkeep's default: keepalived
+	// without enable_script_security runs such a script, as root.
+	RefuseWorldWritable ScriptSecurity = iota
+	// RefuseNonRoot refuses a script that any non-root user can change
+	// (keepalived's enable_script_security).
+	RefuseNonRoot
+	// AllowAllScripts runs every script (xkeep run
+	// --allow-insecure-scripts).
+	AllowAllScripts
+)
+
+// Check returns why the policy refuses the script at path, or nil.
+func (s ScriptSecurity) Check(path string) error {
+	if s == AllowAllScripts {
+		return nil
+	}
+	return checkScriptPath(path, s == RefuseNonRoot)
+}
+
+// checkScriptPath walks from the script up to /. Strict, it refuses, like
+// keepalived's script_security, a path that a non-root user could
+// replace: the file or any directory above it owned by another user and
+// writable by it, or writable by a group other than root's or by everyone
+// (a sticky directory such as /tmp only protects what root owns in it).
+// Otherwise it refuses only what everyone may write.
+func checkScriptPath(path string, strict bool) error {
 	p, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return err
@@ -931,9 +961,9 @@ func CheckScriptSecurity(path string) error {
 		mode := fi.Mode()
 		sticky := fi.IsDir() && mode&os.ModeSticky != 0
 		switch {
-		case st.Uid != 0 && mode&0o200 != 0:
+		case strict && st.Uid != 0 && mode&0o200 != 0:
 			return fmt.Errorf("%s is owned by uid %d and writable by it", p, st.Uid)
-		case st.Gid != 0 && mode&0o020 != 0 && !sticky:
+		case strict && st.Gid != 0 && mode&0o020 != 0 && !sticky:
 			return fmt.Errorf("%s is writable by group %d", p, st.Gid)
 		case mode&0o002 != 0 && !sticky:
 			return fmt.Errorf("%s is writable by everyone", p)
@@ -948,12 +978,12 @@ func CheckScriptSecurity(path string) error {
 
 // LinuxDeps returns the real implementations, acting in the calling
 // process's network namespace.
-func LinuxDeps(allowInsecureScripts bool) Deps {
+func LinuxDeps(security func() ScriptSecurity) Deps {
 	return Deps{
 		Clock:     SystemClock(),
 		Network:   LinuxNetwork{},
 		Addrs:     &NetlinkAddrs{},
 		Announcer: LinuxAnnouncer{},
-		Scripts:   ExecRunner{AllowInsecure: allowInsecureScripts},
+		Scripts:   ExecRunner{Security: security},
 	}
 }

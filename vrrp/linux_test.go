@@ -33,23 +33,42 @@ func TestExecRunnerScriptSecurityAndTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	r := ExecRunner{}
+	runner := func(s ScriptSecurity) ExecRunner { return ExecRunner{Security: func() ScriptSecurity { return s }} }
+	def := ExecRunner{} // RefuseWorldWritable
 	if os.Geteuid() == 0 {
-		if err := r.Run(ctx, Command{Argv: []string{script, "0"}}); err != nil {
-			t.Fatalf("secure script refused or failed: %v", err)
+		for _, r := range []ExecRunner{def, runner(RefuseNonRoot)} {
+			if err := r.Run(ctx, Command{Argv: []string{script, "0"}}); err != nil {
+				t.Fatalf("secure script refused or failed: %v", err)
+			}
+			if err := r.Run(ctx, Command{Argv: []string{script, "3"}}); err == nil || errors.Is(err, ErrInsecureScript) {
+				t.Fatalf("exit 3: %v", err)
+			}
 		}
-		if err := r.Run(ctx, Command{Argv: []string{script, "3"}}); err == nil || errors.Is(err, ErrInsecureScript) {
-			t.Fatalf("exit 3: %v", err)
+		// Group-writable (group 0 is root's own: give it another).
+		if err := os.Chown(script, 0, 4); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(script, 0o775); err != nil {
+			t.Fatal(err)
+		}
+		if err := def.Run(ctx, Command{Argv: []string{script, "0"}}); err != nil {
+			t.Fatalf("by default only what everyone may write is refused: %v", err)
+		}
+		err := runner(RefuseNonRoot).Run(ctx, Command{Argv: []string{script, "0"}})
+		if !errors.Is(err, ErrInsecureScript) || !strings.Contains(err.Error(), "writable by group 4") {
+			t.Fatalf("enable_script_security, group-writable script: %v", err)
 		}
 	}
 	if err := os.Chmod(script, 0o757); err != nil {
 		t.Fatal(err)
 	}
-	err := r.Run(ctx, Command{Argv: []string{script, "0"}})
-	if !errors.Is(err, ErrInsecureScript) || !strings.Contains(err.Error(), "writable by everyone") {
-		t.Fatalf("world-writable script: %v", err)
+	for _, r := range []ExecRunner{def, runner(RefuseNonRoot)} {
+		err := r.Run(ctx, Command{Argv: []string{script, "0"}})
+		if !errors.Is(err, ErrInsecureScript) || !strings.Contains(err.Error(), "writable by everyone") {
+			t.Fatalf("world-writable script: %v", err)
+		}
 	}
-	if err := (ExecRunner{AllowInsecure: true}).Run(ctx, Command{Argv: []string{script, "0"}}); err != nil && os.Geteuid() == 0 {
+	if err := runner(AllowAllScripts).Run(ctx, Command{Argv: []string{script, "0"}}); err != nil && os.Geteuid() == 0 {
 		t.Fatalf("allowed insecure script: %v", err)
 	}
 	slow := filepath.Join(dir, "slow.sh")
@@ -57,7 +76,7 @@ func TestExecRunnerScriptSecurityAndTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err = (ExecRunner{AllowInsecure: true}).Run(ctx, Command{Argv: []string{slow}, Timeout: 100 * time.Millisecond})
+	err := runner(AllowAllScripts).Run(ctx, Command{Argv: []string{slow}, Timeout: 100 * time.Millisecond})
 	if err == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("timeout not enforced: %v after %v", err, time.Since(start))
 	}

@@ -837,7 +837,7 @@ func (r *Router) runScript(ctx context.Context, sc ScriptConfig, cmd Command) {
 			return
 		}
 		if errors.Is(err, ErrInsecureScript) {
-			r.log.Error("refusing to run vrrp_script: a non-root user can change it (fix its permissions, or allow insecure scripts)",
+			r.log.Error("refusing to run vrrp_script: others can change it (fix its permissions; xkeep run --allow-insecure-scripts runs it anyway)",
 				"script", sc.Name, "command", sc.Command, "err", err)
 			return
 		}

@@ -56,6 +56,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	xdpMode := fs.String("xdp-mode", string(xdp.ModeAuto), "XDP attach mode: auto, native or generic")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	allowInsecure := fs.Bool("allow-insecure-scripts", false, "run notify, track and check scripts even when anyone can change them (refused by default; enable_script_security also refuses those other non-root users can change)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -108,7 +109,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Load:       config.LoadOptions{ConfigID: *configID, Dataplane: config.Dataplane(*dataplaneKind)},
 		Logger:     log,
 		Dataplane:  daemon.DataplaneOptions{Kind: *dataplaneKind, PinDir: *pinDir, XDPMode: mode},
-		Guard:      guardOptions(*socket, *logFormat, *logLevel, stderr),
+
+		AllowInsecureScripts: *allowInsecure,
+		Guard:                guardOptions(*socket, *logFormat, *logLevel, stderr),
 	})
 	if err != nil {
 		for _, line := range daemon.ConfigErrors(err) {

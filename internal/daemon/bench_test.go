@@ -61,7 +61,7 @@ func BenchmarkReload(b *testing.B) {
 		vclock := vrrptest.NewClock(time.Unix(0, 0))
 		d, err := New(Options{
 			ConfigPath: path,
-			VRRPDeps:   func(bool) vrrp.Deps { return host.Deps(vclock, &vrrptest.Scripts{}) },
+			VRRPDeps:   func(func() vrrp.ScriptSecurity) vrrp.Deps { return host.Deps(vclock, &vrrptest.Scripts{}) },
 			Dataplane: DataplaneOptions{Open: func(*slog.Logger) (dataplane.Dataplane, bool, error) {
 				return discardDataplane{}, false, nil
 			}},

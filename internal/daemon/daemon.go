@@ -95,7 +95,12 @@ type Options struct {
 	Dataplane DataplaneOptions
 	// VRRPDeps builds the VRRP engine's I/O; nil uses the real ones in
 	// the process's network namespace. Tests pass vrrptest fakes.
-	VRRPDeps func(allowInsecureScripts bool) vrrp.Deps
+	// security is the script policy in force (a reload may change it).
+	VRRPDeps func(security func() vrrp.ScriptSecurity) vrrp.Deps
+	// AllowInsecureScripts runs scripts that others could change
+	// (--allow-insecure-scripts); by default xkeep refuses scripts anyone
+	// may write, and with enable_script_security any a non-root user may.
+	AllowInsecureScripts bool
 	// Health holds the health checker's edges (Clock, Dialer, Scripts,
 	// Random); its Logger is set from Logger.
 	Health health.Options
@@ -122,7 +127,7 @@ type Daemon struct {
 
 	router *vrrp.Router
 	checks *health.Manager
-	secure *atomic.Bool // enable_script_security for health scripts
+	security atomic.Int32 // the vrrp.ScriptSecurity every script runs under
 
 	reloadMu sync.Mutex // one reload at a time
 	wake     chan struct{}
@@ -179,7 +184,6 @@ func New(opts Options) (*Daemon, error) {
 		log:         opts.Logger,
 		clock:       opts.Clock,
 		caps:        opts.Dataplane.capabilities(),
-		secure:      &atomic.Bool{},
 		wake:        make(chan struct{}, 1),
 		transitions: map[string]uint64{},
 		held:        newHeld(),
@@ -190,9 +194,9 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.cur = l
-	d.secure.Store(!l.vrrp.AllowInsecureScripts)
+	d.security.Store(int32(l.scripts))
 
-	deps := opts.VRRPDeps(l.vrrp.AllowInsecureScripts)
+	deps := opts.VRRPDeps(d.scriptSecurity)
 	deps.Logger = d.log.With("part", "vrrp")
 	deps.OnStateChange = d.stateChanged
 	if deps.Addrs != nil {
@@ -207,7 +211,7 @@ func New(opts Options) (*Daemon, error) {
 	if hopts.Scripts == nil {
 		hopts.Scripts = health.ExecRunner{}
 	}
-	hopts.Scripts = secureScripts{next: hopts.Scripts, secure: d.secure}
+	hopts.Scripts = secureScripts{next: hopts.Scripts, security: d.scriptSecurity}
 	if hopts.ShutdownTimeout <= 0 || hopts.ShutdownTimeout > time.Second {
 		hopts.ShutdownTimeout = time.Second // the whole stop takes 2 s at most
 	}
@@ -221,6 +225,11 @@ func New(opts Options) (*Daemon, error) {
 		}
 	}
 	return d, nil
+}
+
+// scriptSecurity is the policy notify, track and check scripts run under.
+func (d *Daemon) scriptSecurity() vrrp.ScriptSecurity {
+	return vrrp.ScriptSecurity(d.security.Load())
 }
 
 func (d *Daemon) logWarnings(l *loaded) {
@@ -423,7 +432,7 @@ func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
 		d.log.Error("reload rejected: still running the previous configuration", "config", d.opts.ConfigPath)
 		return warns, fmt.Errorf("reload rejected, still running the previous configuration: %w", err)
 	}
-	d.secure.Store(!l.vrrp.AllowInsecureScripts)
+	d.security.Store(int32(l.scripts))
 	d.kick()
 	d.log.Info("reloaded", "config", d.opts.ConfigPath, "vrrp_instances", len(l.cfg.Instances),
 		"services", len(l.plan.Services), "took", took.Round(time.Microsecond))

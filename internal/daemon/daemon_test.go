@@ -82,9 +82,6 @@ func TestVRRPConfigTranslatesTheModel(t *testing.T) {
 	if len(warns) != 0 {
 		t.Errorf("warnings %q", warns)
 	}
-	if v.AllowInsecureScripts {
-		t.Error("enable_script_security must refuse insecure scripts")
-	}
 	in := v.Instances[0]
 	want := vrrp.InstanceConfig{
 		Name: "VI_1", Interface: "ens160", VRID: 51, Version: 2, Priority: 100, AdvertInterval: time.Second,
@@ -171,7 +168,7 @@ func TestDaemonRunsAndReloads(t *testing.T) {
 	write(inst("VI_1", 1, "10.0.0.100"))
 	clock := vrrptest.NewClock(time.Unix(0, 0))
 	host := (&vrrptest.Segment{}).NewHost(netip.MustParseAddr("10.0.0.1"))
-	d, err := New(Options{ConfigPath: path, VRRPDeps: func(bool) vrrp.Deps { return host.Deps(clock, &vrrptest.Scripts{}) }})
+	d, err := New(Options{ConfigPath: path, VRRPDeps: func(func() vrrp.ScriptSecurity) vrrp.Deps { return host.Deps(clock, &vrrptest.Scripts{}) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,5 +252,55 @@ vrrp_instance VI_1 {
 		in.DownTimerAdverts != 5 || !in.HigherPrioSendAdvert || in.GARP.LowerPrioRepeat != 2 ||
 		in.GARP.LowerPrioDelay != 10*time.Second || in.Notify.MasterRxLowerPri != "/bin/true" || in.UnicastAnySource {
 		t.Errorf("translated: startup delay %v, %+v", v.StartupDelay, in)
+	}
+}
+
+// TestScriptSecurityFollowsConfigAndFlag: scripts anyone may change are
+// refused by default, any a non-root user may change with
+// enable_script_security, none with --allow-insecure-scripts; the VRRP
+// engine and the health checker read the same policy, and a reload
+// changes it for both.
+func TestScriptSecurityFollowsConfigAndFlag(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keepalived.conf")
+	write := func(global string) {
+		conf := global + "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  10.0.0.100\n }\n}\n"
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host := (&vrrptest.Segment{}).NewHost(netip.MustParseAddr("10.0.0.1"))
+	var engine func() vrrp.ScriptSecurity
+	open := func(allow bool) *Daemon {
+		d, err := New(Options{ConfigPath: path, AllowInsecureScripts: allow,
+			VRRPDeps: func(security func() vrrp.ScriptSecurity) vrrp.Deps {
+				engine = security
+				return host.Deps(vrrptest.NewClock(time.Unix(0, 0)), &vrrptest.Scripts{})
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	write("")
+	d := open(false)
+	if got := engine(); got != vrrp.RefuseWorldWritable {
+		t.Errorf("default policy %v, want RefuseWorldWritable", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	write("global_defs {\n enable_script_security\n}\n")
+	if _, err := d.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := engine(); got != vrrp.RefuseNonRoot || d.scriptSecurity() != got {
+		t.Errorf("after a reload with enable_script_security: engine %v, checker %v, want RefuseNonRoot", got, d.scriptSecurity())
+	}
+	if got := open(true).scriptSecurity(); got != vrrp.AllowAllScripts {
+		t.Errorf("--allow-insecure-scripts: %v, want AllowAllScripts", got)
 	}
 }

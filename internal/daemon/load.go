@@ -18,6 +18,9 @@ type loaded struct {
 	vrrp   vrrp.Config
 	health health.Config
 	plan   servicePlan
+	// scripts is the script security policy: enable_script_security,
+	// and the daemon's --allow-insecure-scripts.
+	scripts vrrp.ScriptSecurity
 	// warnings are every configuration warning, located.
 	warnings []string
 	at       time.Time
@@ -78,9 +81,20 @@ func (d *Daemon) load() (*loaded, error) {
 	if len(errs) > 0 {
 		return l, errs
 	}
+	switch {
+	case d.opts.AllowInsecureScripts:
+		l.scripts = vrrp.AllowAllScripts
+	case cfg.Global.EnableScriptSecurity:
+		l.scripts = vrrp.RefuseNonRoot
+	default:
+		l.scripts = vrrp.RefuseWorldWritable
+	}
 	if len(l.vrrp.Scripts) > 0 || hasNotify(l.vrrp) || hasHealthScripts(l.health) {
-		if l.vrrp.AllowInsecureScripts {
-			l.warnings = append(l.warnings, fmt.Sprintf("%s: warning: scripts run without enable_script_security: a script a non-root user can change would still run", mainFile(cfg)))
+		switch l.scripts {
+		case vrrp.AllowAllScripts:
+			l.warnings = append(l.warnings, fmt.Sprintf("%s: warning: --allow-insecure-scripts: scripts anyone can change still run", mainFile(cfg)))
+		case vrrp.RefuseWorldWritable:
+			l.warnings = append(l.warnings, fmt.Sprintf("%s: warning: scripts run without enable_script_security: those anyone can change are refused, those another non-root user can change still run", mainFile(cfg)))
 		}
 	}
 	return l, nil

@@ -147,7 +147,7 @@ func newFakeRig(t *testing.T, conf string, resumed bool, adjust ...func(*Options
 	opts := Options{
 		ConfigPath: r.path,
 		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		VRRPDeps:   func(bool) vrrp.Deps { return r.host.Deps(r.vclock, &vrrptest.Scripts{}) },
+		VRRPDeps:   func(func() vrrp.ScriptSecurity) vrrp.Deps { return r.host.Deps(r.vclock, &vrrptest.Scripts{}) },
 		Dataplane: DataplaneOptions{Open: func(*slog.Logger) (dataplane.Dataplane, bool, error) {
 			return r.dp, resumed, nil
 		}},

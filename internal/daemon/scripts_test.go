@@ -4,15 +4,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/xkeep/xkeep/internal/health"
 	"github.com/xkeep/xkeep/internal/testnet"
+	"github.com/xkeep/xkeep/vrrp"
 )
 
-// TestSecureScriptsRefuseWritableScripts: with enable_script_security a
-// health script anyone may change is refused; without it, it runs.
+// TestSecureScriptsRefuseWritableScripts: a health script anyone may
+// change is refused unless --allow-insecure-scripts; a group-writable one
+// only with enable_script_security.
 func TestSecureScriptsRefuseWritableScripts(t *testing.T) {
 	// Script security trusts root-owned paths only: as another user the
 	// test's own temp dir would be refused whatever the script's mode.
@@ -21,21 +22,36 @@ func TestSecureScriptsRefuseWritableScripts(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	runs := func(policy vrrp.ScriptSecurity) error {
+		runner := secureScripts{next: health.ExecRunner{}, security: func() vrrp.ScriptSecurity { return policy }}
+		p, err := runner.Start(health.Script{Args: []string{script}})
+		if err != nil {
+			return err
+		}
+		if exit, err := p.Wait(); err != nil || exit.Code != 0 {
+			t.Fatalf("exit %v, %v", exit, err)
+		}
+		return nil
+	}
+	if err := os.Chown(script, 0, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(script, 0o775); err != nil {
+		t.Fatal(err)
+	}
+	if err := runs(vrrp.RefuseWorldWritable); err != nil {
+		t.Fatalf("group-writable script, default policy: %v", err)
+	}
+	if err := runs(vrrp.RefuseNonRoot); err == nil || !strings.Contains(err.Error(), "writable by group 4") {
+		t.Fatalf("group-writable script, enable_script_security: %v", err)
+	}
 	if err := os.Chmod(script, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	secure := &atomic.Bool{}
-	secure.Store(true)
-	runner := secureScripts{next: health.ExecRunner{}, secure: secure}
-	if _, err := runner.Start(health.Script{Args: []string{script}}); err == nil || !strings.Contains(err.Error(), "writable by everyone") {
-		t.Fatalf("world-writable script: %v", err)
+	if err := runs(vrrp.RefuseWorldWritable); err == nil || !strings.Contains(err.Error(), "writable by everyone") || !strings.Contains(err.Error(), "--allow-insecure-scripts") {
+		t.Fatalf("world-writable script, default policy: %v", err)
 	}
-	secure.Store(false)
-	p, err := runner.Start(health.Script{Args: []string{script}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if exit, err := p.Wait(); err != nil || exit.Code != 0 {
-		t.Fatalf("exit %v, %v", exit, err)
+	if err := runs(vrrp.AllowAllScripts); err != nil {
+		t.Fatalf("--allow-insecure-scripts: %v", err)
 	}
 }

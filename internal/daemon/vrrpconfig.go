@@ -19,9 +19,6 @@ func VRRPConfig(cfg *config.Config) (vrrp.Config, []string, error) {
 		warns = append(warns, fmt.Sprintf("%s: %s", pos, fmt.Sprintf(format, args...)))
 	}
 	g := cfg.Global
-	// keepalived runs scripts a non-root user could change unless
-	// enable_script_security is set (it only warns); so does xkeep.
-	out.AllowInsecureScripts = !g.EnableScriptSecurity
 	out.ScriptUser = g.ScriptUser
 	out.StartupDelay = g.VRRPStartupDelay
 
