@@ -100,3 +100,29 @@ func TestIncompatiblePinsAreReplaced(t *testing.T) {
 		t.Errorf("pins left after Close: %v", err)
 	}
 }
+
+// TestPinDirIsOneDaemonsAtATime: a second dataplane on the same pin
+// directory is refused while the first is open, and adopts the pins once
+// the first has released them.
+func TestPinDirIsOneDaemonsAtATime(t *testing.T) {
+	testnet.RequireRoot(t)
+	dir := filepath.Join(privateBPFFS(t), "xkeep")
+	opts := Options{PinDir: dir, SweepInterval: -1, FlowTableSize: 1 << 12, MaxBackends: 1 << 10}
+	first, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(opts); err == nil || !strings.Contains(err.Error(), "is in use by another xkeep (give each daemon its own --pin-dir)") {
+		t.Fatalf("second dataplane on the same pins: %v", err)
+	}
+	if err := first.Release(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(opts)
+	if err != nil {
+		t.Fatalf("after the first released the pins: %v", err)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -111,6 +111,24 @@ func ensureBPFFS(dir string) error {
 	return fmt.Errorf("pin directory %s is not on a bpf filesystem (mount one: mount -t bpf bpf DIR)", dir)
 }
 
+// lockPinDir takes an exclusive lock on the pin directory itself, held
+// until Close or Release (or the process dies): two daemons adopting the
+// same pinned maps and links would undo each other's work.
+func lockPinDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock pin directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("pin directory %s is in use by another xkeep (give each daemon its own --pin-dir)", dir)
+		}
+		return nil, fmt.Errorf("lock pin directory %s: %w", dir, err)
+	}
+	return f, nil
+}
+
 func onBPFFS(path string) bool {
 	for p := path; ; p = filepath.Dir(p) {
 		var st unix.Statfs_t

@@ -102,6 +102,7 @@ type Dataplane struct {
 	adopted  map[netip.Addr]net.HardwareAddr // MACs found in pinned maps at start
 	last     dataplane.DesiredState          // for re-applying after a neighbour change
 
+	pinLock      *os.File // flock on PinDir, held while open
 	stop         chan struct{}
 	leaseChanged chan struct{}
 	wg           sync.WaitGroup
@@ -140,11 +141,22 @@ func New(opts Options) (*Dataplane, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pinLock *os.File
 	if opts.PinDir != "" {
 		if err := ensureBPFFS(opts.PinDir); err != nil {
 			return nil, fmt.Errorf("xdp: %w", err)
 		}
+		if pinLock, err = lockPinDir(opts.PinDir); err != nil {
+			return nil, fmt.Errorf("xdp: %w", err)
+		}
 	}
+	// Until the Dataplane owns it, the lock goes with a failed New.
+	opened := false
+	defer func() {
+		if !opened && pinLock != nil {
+			pinLock.Close()
+		}
+	}()
 	clock, err := newClockProbe()
 	if err != nil {
 		return nil, fmt.Errorf("xdp: %w", err)
@@ -225,6 +237,7 @@ func New(opts Options) (*Dataplane, error) {
 	}
 	d.wg.Add(1)
 	go d.leaseLoop()
+	d.pinLock, opened = pinLock, true
 	return d, nil
 }
 
@@ -1089,6 +1102,9 @@ func (d *Dataplane) shutdown(cleanup bool) error {
 		errs = append(errs, err)
 	}
 	d.host.close()
+	if d.pinLock != nil {
+		d.pinLock.Close() // the next daemon may adopt the pins now
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("xdp close: %w", err)
 	}
