@@ -73,7 +73,7 @@ func TestPinDirMustBeOnBPFFS(t *testing.T) {
 // starts with fresh maps instead of failing.
 func TestIncompatiblePinsAreReplaced(t *testing.T) {
 	testnet.RequireRoot(t)
-	dir := filepath.Join(privateBPFFS(t), "xkeep")
+	dir := filepath.Join(testnet.PrivateBPFFS(t), "xkeep")
 	first, err := New(Options{PinDir: dir, SweepInterval: -1, FlowTableSize: 1 << 12, MaxBackends: 1 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func TestIncompatiblePinsAreReplaced(t *testing.T) {
 // the first has released them.
 func TestPinDirIsOneDaemonsAtATime(t *testing.T) {
 	testnet.RequireRoot(t)
-	dir := filepath.Join(privateBPFFS(t), "xkeep")
+	dir := filepath.Join(testnet.PrivateBPFFS(t), "xkeep")
 	opts := Options{PinDir: dir, SweepInterval: -1, FlowTableSize: 1 << 12, MaxBackends: 1 << 10}
 	first, err := New(opts)
 	if err != nil {

@@ -153,21 +153,6 @@ func labState(sched dataplane.Scheduler, names ...string) dataplane.DesiredState
 	}
 }
 
-// privateBPFFS mounts a bpf filesystem for this test only.
-func privateBPFFS(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatalf("mount bpffs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
 func (l *lab) backendStats(dp *Dataplane) (dataplane.ServiceStats, map[string]dataplane.BackendStats) {
 	l.t.Helper()
 	st, err := dp.Stats()
@@ -281,7 +266,7 @@ func (k *keepAlive) get() (string, error) {
 // while no daemon runs and when the new one schedules differently.
 func TestRestartKeepsFlows(t *testing.T) {
 	l := newLab(t)
-	pinDir := filepath.Join(privateBPFFS(t), "xkeep")
+	pinDir := filepath.Join(testnet.PrivateBPFFS(t), "xkeep")
 	opts := Options{NetNS: l.lb.Path(), PinDir: pinDir, Logger: testLogger(t), SweepInterval: -1, FlowTableSize: 1 << 14, MaxBackends: 1 << 10}
 	first, err := New(opts)
 	if err != nil {

@@ -35,7 +35,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -108,7 +107,7 @@ func newRig(t *testing.T) *rig {
 	testnet.RequireRoot(t)
 	seg := testnet.NewSegment(t)
 	r := &rig{t: t, dir: t.TempDir(), cli: testnet.NewNamespace(t, "cli"), lb: testnet.NewNamespace(t, "lb")}
-	r.pinDir = filepath.Join(privateBPFFS(t), "lb")
+	r.pinDir = filepath.Join(testnet.PrivateBPFFS(t), "lb")
 	seg.Attach(r.cli, "eth0", netip.PrefixFrom(cliAddr, 24)).DisableTxChecksum()
 	// XDP_TX'd frames reach the bridge only through an XDP program on its
 	// end of the LB's veth.
@@ -135,21 +134,6 @@ func newRig(t *testing.T) *rig {
 		r.servers = append(r.servers, rs)
 	}
 	return r
-}
-
-// privateBPFFS mounts a bpf filesystem for this test only.
-func privateBPFFS(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		t.Fatalf("mount bpffs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
 }
 
 // conf is the rig's keepalived.conf.
@@ -255,7 +239,7 @@ type xkeep struct {
 	r      *rig
 	cmd    *exec.Cmd
 	proc   *testnet.Process
-	log    *syncBuffer
+	log    *testnet.SyncBuffer
 	socket string
 }
 
@@ -281,7 +265,7 @@ func (r *rig) startArgs(text string, args ...string) *xkeep {
 func (r *rig) startWith(text string, env []string, extra ...string) *xkeep {
 	r.t.Helper()
 	path := r.writeConf(text)
-	x := &xkeep{r: r, log: &syncBuffer{}, socket: filepath.Join(r.dir, "xkeep.sock")}
+	x := &xkeep{r: r, log: &testnet.SyncBuffer{}, socket: filepath.Join(r.dir, "xkeep.sock")}
 	x.cmd = exec.Command(xkeepBin, "run", "-f", path,
 		"--dataplane", dataplaneKind, "--xdp-mode", "auto",
 		"--metrics-listen", "127.0.0.1:9650",
@@ -711,23 +695,6 @@ func (e *addrEvents) list() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]string(nil), e.events...)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // runXkeep runs an xkeep subcommand and returns its stdout, stderr and

@@ -69,7 +69,7 @@ func TestStatusCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, xkeepBin, "status", "--socket", x.socket, "--watch", "--interval", "100ms")
-	var buf syncBuffer
+	var buf testnet.SyncBuffer
 	cmd.Stdout = &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@
 package vrrpsuite
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -101,26 +100,9 @@ type daemon struct {
 	kind string
 	cmd  *exec.Cmd
 	proc *testnet.Process
-	log  *syncBuffer
+	log  *testnet.SyncBuffer
 	// vrrpPidFile is keepalived's VRRP child pid file.
 	vrrpPidFile string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (h *host) writeConf(name, conf string) string {
@@ -164,7 +146,7 @@ func (h *host) startKeepalived(conf string) *daemon {
 }
 
 func (h *host) start(kind string, cmd *exec.Cmd, vpid string) *daemon {
-	d := &daemon{t: h.t, host: h, kind: kind, cmd: cmd, log: &syncBuffer{}, vrrpPidFile: vpid}
+	d := &daemon{t: h.t, host: h, kind: kind, cmd: cmd, log: &testnet.SyncBuffer{}, vrrpPidFile: vpid}
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	p, err := h.ns.StartProcess(h.t, cmd)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -42,7 +41,7 @@ type Daemon struct {
 
 	cmd  *exec.Cmd
 	proc *testnet.Process
-	log  *syncBuffer
+	log  *testnet.SyncBuffer
 	// vrrpPidFile is keepalived's VRRP child pid file.
 	vrrpPidFile string
 	vrrpPid     int
@@ -141,7 +140,7 @@ func (n *Node) start(kind string, seq int, cmd *exec.Cmd) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{Node: n, Kind: kind, LogPath: logPath, cmd: cmd, log: &syncBuffer{}}
+	d := &Daemon{Node: n, Kind: kind, LogPath: logPath, cmd: cmd, log: &testnet.SyncBuffer{}}
 	cmd.Stdout = io.MultiWriter(d.log, f)
 	cmd.Stderr = cmd.Stdout
 	cmd.Dir = n.Dir
@@ -338,23 +337,6 @@ func (m Metrics) Value(name string, match ...string) (float64, error) {
 		return 0, fmt.Errorf("%s%v: %d series, want 1", name, match, len(s))
 	}
 	return s[0].Value, nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // WaitReady waits until the daemon has started: xkeep serves /metrics
