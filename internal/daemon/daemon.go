@@ -125,8 +125,8 @@ type Daemon struct {
 	clock health.Clock
 	caps  capabilities
 
-	router *vrrp.Router
-	checks *health.Manager
+	router   *vrrp.Router
+	checks   *health.Manager
 	security atomic.Int32 // the vrrp.ScriptSecurity every script runs under
 
 	reloadMu sync.Mutex // one reload at a time
