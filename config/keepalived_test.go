@@ -130,7 +130,13 @@ func keepalivedDump(t *testing.T, file, id string, ifaces []string) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	script := `mount --bind "$0" /tmp && exec keepalived -f "$1" -P -n -l --dont-fork -p /tmp/k.pid -r /tmp/v.pid "$@"`
+	// keepalived dumps its configuration to /tmp/keepalived.data: give it
+	// a /tmp of its own (dir) in a mount namespace. The real /tmp stays
+	// visible at /tmp/realtmp, for a checkout (and so the file) under /tmp.
+	if rest, ok := strings.CutPrefix(abs, "/tmp/"); ok {
+		abs = "/tmp/realtmp/" + rest
+	}
+	script := `mkdir -p "$0/realtmp" && mount --bind /tmp "$0/realtmp" && mount --rbind "$0" /tmp && exec keepalived -f "$1" -P -n -l --dont-fork -p /tmp/k.pid -r /tmp/v.pid "$@"`
 	args := []string{"--mount", "--propagation", "private", "sh", "-c", script, dir, abs}
 	if id != "" {
 		args = append(args, "-i", id)
