@@ -556,3 +556,26 @@ func TestTestdataModels(t *testing.T) {
 		}
 	})
 }
+
+// TestVRRPProcessSettings reads keepalived's vrrp child settings, which
+// xkeep applies to its VRRP thread.
+func TestVRRPProcessSettings(t *testing.T) {
+	src := conf("global_defs {", "    vrrp_rt_priority 50", "    vrrp_priority -10", "    vrrp_cpu_affinity 1 0 1",
+		"    vrrp_rlimit_rttime 20000", "    vrrp_no_swap", "}") + vi()
+	c, diags, err := Parse("t.conf", []byte(src), LoadOptions{Strict: true})
+	if err != nil {
+		t.Fatalf("%v\n%v", err, diags)
+	}
+	g := c.Global
+	if g.VRRPRealtimePriority != 50 || g.VRRPNice != -10 || !slices.Equal(g.VRRPCPUs, []int{1, 0}) ||
+		g.VRRPRlimitRTTime != 20*time.Millisecond || !g.VRRPNoSwap {
+		t.Errorf("global = rt %d nice %d cpus %v rttime %v no_swap %v", g.VRRPRealtimePriority, g.VRRPNice, g.VRRPCPUs, g.VRRPRlimitRTTime, g.VRRPNoSwap)
+	}
+	c, _, err = Parse("t.conf", []byte(vi()), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.Global; g.VRRPRealtimePriority != 0 || g.VRRPRlimitRTTime != 10*time.Millisecond || g.VRRPCPUs != nil {
+		t.Errorf("defaults: rt %d rttime %v cpus %v", g.VRRPRealtimePriority, g.VRRPRlimitRTTime, g.VRRPCPUs)
+	}
+}

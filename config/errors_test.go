@@ -178,6 +178,21 @@ func TestDiagnostics(t *testing.T) {
 		{"extra arguments", vi("    priority 100 200"),
 			LoadOptions{}, []string{`t.conf:5:18: warning: priority: extra arguments ignored: 200`}},
 
+		{"checker_rt_priority", conf("global_defs {", "    checker_rt_priority 50", "}") + vi(),
+			LoadOptions{}, []string{`t.conf:2:5: warning: checker_rt_priority: recognised but not supported by xkeep (xkeep is one process whose health checks need no realtime thread; the vrrp_ settings place its VRRP thread)`}},
+
+		// Process settings.
+		{"vrrp_rt_priority too high", conf("global_defs {", "    vrrp_rt_priority 100", "}") + vi(),
+			LoadOptions{}, []string{`t.conf:2:22: invalid vrrp_rt_priority "100" (want 1-99)`}},
+		{"vrrp_priority out of range", conf("global_defs {", "    vrrp_priority -21", "}") + vi(),
+			LoadOptions{}, []string{`t.conf:2:19: invalid vrrp_priority "-21" (want -20-19)`}},
+		{"vrrp_cpu_affinity empty", conf("global_defs {", "    vrrp_cpu_affinity", "}") + vi(),
+			LoadOptions{}, []string{`t.conf:2:5: vrrp_cpu_affinity needs at least one CPU number (want integers 0-1023)`}},
+		{"vrrp_cpu_affinity not a number", conf("global_defs {", "    vrrp_cpu_affinity 0 one", "}") + vi(),
+			LoadOptions{}, []string{`t.conf:2:25: invalid vrrp_cpu_affinity "one" (want a CPU number 0-1023)`}},
+		{"vrrp_rlimit_rttime too small", conf("global_defs {", "    vrrp_rlimit_rttime 1", "}") + vi(),
+			LoadOptions{}, []string{`t.conf:2:24: invalid vrrp_rlimit_rttime "1" (want an integer >= 2)`}},
+
 		// Syntax.
 		{"missing brace", "vrrp_instance VI_1 {\n    interface eth0\n",
 			LoadOptions{}, []string{

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
+	"math"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -17,6 +20,7 @@ func defaultGlobal() Global {
 		VRRPGarpLowerPrioRepeat:     5,
 		VRRPGarpMasterRefreshRepeat: 1,
 		VRRPDownTimerAdverts:        3,
+		VRRPRlimitRTTime:            10 * time.Millisecond,
 		Explicit:                    Explicit{},
 	}
 }
@@ -36,6 +40,7 @@ const (
 	altTrackProc  = "use a vrrp_script such as \"pidof NAME\""
 	altBFD        = "use a vrrp_script, or a health checker on the real server"
 	altLVSSync    = "connection state is not synchronised between nodes"
+	altOneProcess = "xkeep is one process whose health checks need no realtime thread; the vrrp_ settings place its VRRP thread"
 	altStartup    = "run it from the service manager (systemd ExecStartPre/ExecStopPost)"
 	altGarpGroup  = "use the global vrrp_garp_interval and vrrp_gna_interval"
 	altLinkbeat   = "xkeep follows link state through netlink"
@@ -107,6 +112,13 @@ var globalUnsupported = func() map[string]string {
 	for _, k := range []string{"startup_script", "startup_script_timeout", "shutdown_script", "shutdown_script_timeout"} {
 		m[k] = altStartup
 	}
+	for _, k := range []string{
+		"checker_priority", "bfd_priority", "checker_no_swap", "bfd_no_swap",
+		"checker_cpu_affinity", "bfd_cpu_affinity", "checker_rt_priority", "bfd_rt_priority",
+		"checker_rlimit_rttime", "bfd_rlimit_rttime",
+	} {
+		m[k] = altOneProcess
+	}
 	m["vmac_prefix"] = altVMAC
 	m["vmac_addr_prefix"] = altVMAC
 	m["vrrp_garp_extra_if"] = "gratuitous ARPs go out on the instance's interface only"
@@ -118,10 +130,7 @@ var globalUnsupported = func() map[string]string {
 		"tmp_config_directory", "config_save_dir", "process_names", "process_name",
 		"vrrp_process_name", "checker_process_name", "bfd_process_name", "use_symlink_paths",
 		"set_supplementary_groups", "max_auto_priority", "min_auto_priority_delay",
-		"vrrp_priority", "checker_priority", "bfd_priority", "vrrp_no_swap", "checker_no_swap",
-		"bfd_no_swap", "vrrp_cpu_affinity", "checker_cpu_affinity", "bfd_cpu_affinity",
-		"vrrp_rt_priority", "checker_rt_priority", "bfd_rt_priority", "vrrp_rlimit_rttime",
-		"checker_rlimit_rttime", "bfd_rlimit_rttime", "dynamic_interfaces",
+		"dynamic_interfaces",
 		"vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force",
 		"vrrp_netlink_monitor_rcv_bufs", "vrrp_netlink_monitor_rcv_bufs_force",
 		"lvs_netlink_cmd_rcv_bufs", "lvs_netlink_cmd_rcv_bufs_force",
@@ -216,6 +225,23 @@ func (b *builder) globalDefs(n *node) {
 			g.VRRPStartupDelay, ok = b.secondsOr(c, g.VRRPStartupDelay)
 		case "vrrp_down_timer_adverts":
 			g.VRRPDownTimerAdverts, ok = b.intOr(c, 1, 100, g.VRRPDownTimerAdverts)
+		case "vrrp_rt_priority":
+			g.VRRPRealtimePriority, ok = b.intOr(c, 1, 99, g.VRRPRealtimePriority)
+		case "vrrp_priority":
+			g.VRRPNice, ok = b.intOr(c, -20, 19, g.VRRPNice)
+		case "vrrp_cpu_affinity":
+			var cpus []int
+			if cpus, ok = b.cpuList(c); ok {
+				g.VRRPCPUs = cpus
+			}
+		case "vrrp_rlimit_rttime":
+			var us int
+			if us, ok = b.intOr(c, 2, math.MaxInt32, 0); ok {
+				g.VRRPRlimitRTTime = time.Duration(us) * time.Microsecond
+			}
+		case "vrrp_no_swap":
+			b.bare(c)
+			g.VRRPNoSwap = true
 		case "script_user":
 			b.noBlock(c)
 			if len(c.args) == 0 {
@@ -252,6 +278,31 @@ func (b *builder) globalDefs(n *node) {
 		g.VRRPGarpLowerPrioRepeat = g.VRRPGarpMasterRepeat
 	}
 }
+
+// cpuList reads vrrp_cpu_affinity's CPU numbers (as /proc/cpuinfo's
+// "processor" lines count them).
+func (b *builder) cpuList(n *node) ([]int, bool) {
+	b.noBlock(n)
+	if len(n.args) == 0 {
+		b.d.errorf(n.kw.Pos, "%s needs at least one CPU number (want integers 0-%d)", n.name(), maxCPU)
+		return nil, false
+	}
+	var cpus []int
+	for _, t := range n.args {
+		cpu, ok := b.intToken(n, t, 0, maxCPU, fmt.Sprintf("a CPU number 0-%d", maxCPU))
+		if !ok {
+			return nil, false
+		}
+		if !slices.Contains(cpus, cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus, true
+}
+
+// maxCPU is the highest CPU number an affinity mask holds (the kernel's
+// CPU_SETSIZE, 1024, less one).
+const maxCPU = 1023
 
 // intOr reads an integer value, keeping old when it is invalid.
 func (b *builder) intOr(n *node, min, max, old int) (int, bool) {

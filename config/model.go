@@ -133,6 +133,20 @@ type Global struct {
 	// VRRPDownTimerAdverts is the default down_timer_adverts (3).
 	VRRPDownTimerAdverts int `json:"vrrp_down_timer_adverts"`
 
+	// The VRRP thread's placement: keepalived's vrrp child process
+	// settings, applied by xkeep to the thread that runs the VRRP
+	// protocol loop (health checks and the rest keep normal scheduling).
+	// VRRPRealtimePriority is vrrp_rt_priority (1-99; 0 keeps normal
+	// scheduling), VRRPNice is vrrp_priority (-20 to 19), VRRPCPUs is
+	// vrrp_cpu_affinity and VRRPRlimitRTTime is vrrp_rlimit_rttime (how
+	// long the realtime thread may run without blocking; default 10 ms).
+	VRRPRealtimePriority int           `json:"vrrp_rt_priority,omitempty"`
+	VRRPNice             int           `json:"vrrp_priority,omitempty"`
+	VRRPCPUs             []int         `json:"vrrp_cpu_affinity,omitempty"`
+	VRRPRlimitRTTime     time.Duration `json:"vrrp_rlimit_rttime"`
+	// VRRPNoSwap is vrrp_no_swap: the whole daemon is locked in memory.
+	VRRPNoSwap bool `json:"vrrp_no_swap,omitempty"`
+
 	// ScriptUser and ScriptGroup run scripts that name no user.
 	ScriptUser           string `json:"script_user,omitempty"`
 	ScriptGroup          string `json:"script_group,omitempty"`
