@@ -25,6 +25,34 @@ type Config struct {
 	// Master_Down_Timer runs from the end of it (adverts heard meanwhile
 	// count as usual). Reloads do not delay again.
 	StartupDelay time.Duration
+	// Thread places the thread that runs the protocol loop. It is read
+	// when Run starts (as keepalived reads its vrrp child settings when
+	// the child starts); a reload that changes it takes effect at the
+	// next start.
+	Thread ThreadConfig
+}
+
+// ThreadConfig is keepalived's vrrp child process settings, applied to
+// the protocol loop's own OS thread: under CPU load a realtime thread
+// still reads adverts and sends its own on time.
+type ThreadConfig struct {
+	// RealtimePriority is vrrp_rt_priority: SCHED_RR at 1-99; 0 keeps
+	// normal scheduling.
+	RealtimePriority int
+	// RTTimeLimit is vrrp_rlimit_rttime: the CPU time the realtime thread
+	// may use without blocking. The kernel warns (SIGXCPU) at half of it
+	// and kills the process at all of it, as with keepalived; 0 means
+	// 10ms.
+	RTTimeLimit time.Duration
+	// Nice is vrrp_priority (-20 to 19), used when RealtimePriority is 0.
+	Nice int
+	// CPUs is vrrp_cpu_affinity; empty leaves the thread on every CPU.
+	CPUs []int
+}
+
+// IsZero reports whether t leaves the thread as it is.
+func (t ThreadConfig) IsZero() bool {
+	return t.RealtimePriority == 0 && t.Nice == 0 && len(t.CPUs) == 0
 }
 
 // InstanceConfig is one vrrp_instance.
@@ -230,11 +258,23 @@ func (c Config) clone() Config {
 	c.Instances = slices.Clone(c.Instances)
 	c.Scripts = slices.Clone(c.Scripts)
 	c.SyncGroups = slices.Clone(c.SyncGroups)
+	c.Thread.CPUs = slices.Clone(c.Thread.CPUs)
 	return c
 }
 
 func (c *Config) Validate() error {
 	var errs []error
+	if t := c.Thread; t.RealtimePriority < 0 || t.RealtimePriority > 99 {
+		errs = append(errs, fmt.Errorf("vrrp_rt_priority %d: want 1-99, or 0 for normal scheduling", t.RealtimePriority))
+	}
+	if t := c.Thread; t.Nice < -20 || t.Nice > 19 {
+		errs = append(errs, fmt.Errorf("vrrp_priority %d: want -20 to 19", t.Nice))
+	}
+	for _, cpu := range c.Thread.CPUs {
+		if cpu < 0 || cpu >= 1024 {
+			errs = append(errs, fmt.Errorf("vrrp_cpu_affinity %d: want a CPU number 0-1023", cpu))
+		}
+	}
 	names := map[string]bool{}
 	scripts := map[string]bool{}
 	for i := range c.Scripts {

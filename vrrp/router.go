@@ -230,6 +230,9 @@ func (r *Router) Run(ctx context.Context) error {
 		r.shutdown(notesDone)
 		return err
 	}
+	if r.poll != nil && !r.cfg.Thread.IsZero() {
+		return r.runOnOwnThread(ctx, notesDone)
+	}
 	if r.poll != nil {
 		return r.runPolled(ctx, notesDone)
 	}

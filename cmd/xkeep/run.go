@@ -140,6 +140,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// SIGXCPU: the realtime VRRP thread used half its vrrp_rlimit_rttime
+	// without blocking (Go would otherwise ignore the warning).
+	xcpu := make(chan os.Signal, 1)
+	signal.Notify(xcpu, syscall.SIGXCPU)
+	defer signal.Stop(xcpu)
 	go func() {
 		for {
 			select {
@@ -147,6 +152,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return
 			case <-hup:
 				ctl.reload(ctx)
+			case <-xcpu:
+				log.Warn("the realtime VRRP thread ran half its vrrp_rlimit_rttime without blocking; at all of it the kernel kills xkeep")
 			}
 		}
 	}()

@@ -302,6 +302,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("running", "config", d.opts.ConfigPath, "vrrp_instances", len(cur.cfg.Instances),
 		"virtual_servers", len(cur.cfg.VirtualServers), "services", len(cur.plan.Services), "dataplane", d.opts.Dataplane.name())
 
+	if cur.cfg.Global.VRRPNoSwap {
+		if err := lockMemory(); err != nil {
+			d.log.Warn("vrrp_no_swap: xkeep is not locked in memory", "err", err)
+		}
+	}
 	// The guard first: it must hear of every address and service before
 	// they exist (and a killed predecessor's guard must be done).
 	d.guard = startGuard(ctx, d.opts.Guard, d.held, d.log.With("part", "guard"), d.clock)
@@ -406,6 +411,9 @@ func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
 	}
 	if err == nil {
 		err = d.router.Reload(ctx, l.vrrp)
+	}
+	if err == nil {
+		warns = append(warns, d.restartOnly(l)...)
 	}
 	if err == nil {
 		// The health configuration was validated with the rest, so this

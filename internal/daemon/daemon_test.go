@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -198,6 +199,16 @@ func TestDaemonRunsAndReloads(t *testing.T) {
 	if got := host.VIPs(); !slices.Equal(got, []string{"10.0.0.100/32", "10.0.0.200/32"}) {
 		t.Fatalf("VIPs %v", got)
 	}
+	// The VRRP thread's settings apply at the next start, as keepalived's
+	// do: a reload says so and changes nothing else.
+	write("global_defs {\n vrrp_rt_priority 10\n}\n" + inst("VI_1", 1, "10.0.0.100") + inst("VI_2", 2, "10.0.0.200"))
+	warns, err := d.Reload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := path + ":2:2: warning: vrrp_rt_priority changed; it takes effect when xkeep restarts"; !slices.Contains(warns, want) {
+		t.Fatalf("reload warnings %q, want %q", warns, want)
+	}
 	write("vrrp_instance VI_1 {\n virtual_router_id 300\n}\n")
 	if _, err := d.Reload(ctx); err == nil || !strings.Contains(err.Error(), "reload rejected") {
 		t.Fatalf("bad reload: %v", err)
@@ -219,6 +230,9 @@ func TestVRRPConfigTranslatesKeepalivedExtras(t *testing.T) {
 	const conf = `
 global_defs {
     vrrp_startup_delay 2
+    vrrp_rt_priority 30
+    vrrp_rlimit_rttime 5000
+    vrrp_cpu_affinity 1
 }
 vrrp_instance VI_1 {
     interface eth0
@@ -246,6 +260,9 @@ vrrp_instance VI_1 {
 	}
 	if len(warns) != 0 {
 		t.Errorf("warnings %q: every keyword here is implemented", warns)
+	}
+	if want := (vrrp.ThreadConfig{RealtimePriority: 30, RTTimeLimit: 5 * time.Millisecond, CPUs: []int{1}}); !reflect.DeepEqual(v.Thread, want) {
+		t.Errorf("thread %+v, want %+v", v.Thread, want)
 	}
 	in := v.Instances[0]
 	if v.StartupDelay != 2*time.Second || in.McastGroup != netip.MustParseAddr("224.0.0.99") ||

@@ -21,6 +21,8 @@ func VRRPConfig(cfg *config.Config) (vrrp.Config, []string, error) {
 	g := cfg.Global
 	out.ScriptUser = g.ScriptUser
 	out.StartupDelay = g.VRRPStartupDelay
+	out.Thread = vrrp.ThreadConfig{RealtimePriority: g.VRRPRealtimePriority, RTTimeLimit: g.VRRPRlimitRTTime,
+		Nice: g.VRRPNice, CPUs: g.VRRPCPUs}
 
 	for _, s := range cfg.Scripts {
 		sc := vrrp.ScriptConfig{Name: s.Name, Interval: s.Interval, Timeout: s.Timeout,
