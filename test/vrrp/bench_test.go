@@ -52,6 +52,9 @@ func BenchmarkFailover(b *testing.B) {
 		{name: "v2 1s", version: 2, interval: time.Second},
 		{name: "v3 100ms", version: 3, interval: 100 * time.Millisecond},
 		{name: "v3 10ms", version: 3, interval: 10 * time.Millisecond},
+		// The same with vrrp_rt_priority: the loaded phase shows what a
+		// realtime VRRP thread (process, for keepalived) buys.
+		{name: "v3 10ms rt", version: 3, interval: 10 * time.Millisecond, realtime: 50},
 	}
 	events := []string{"sigkill", "linkdown", "stop"}
 	kinds := []string{"keepalived", "xkeep"}
@@ -79,33 +82,51 @@ func BenchmarkFailover(b *testing.B) {
 	fmt.Fprintf(&sb, "\nfailover: ms from the master's last advert (stop: its priority 0 advert) to the VIP on the backup; medians of %d\n", reps)
 	fmt.Fprintf(&sb, "floor: the measurement's own share, from a netlink request adding an address in the backup's namespace to the\n")
 	fmt.Fprintf(&sb, "watch seeing it (kernel + watch wakeup; both daemons pay it); xkeep-RFC-floor is what xkeep adds to the RFC timer\n")
-	fmt.Fprintf(&sb, "%-9s %-8s %9s %12s %12s %7s %10s %9s %15s %11s\n", "mode", "event", "RFC ms", "keepalived", "xkeep", "x/k", "xkeep-RFC", "floor µs", "xkeep-RFC-floor", "false(k/x)")
+	fmt.Fprintf(&sb, "%-11s %-8s %9s %12s %12s %7s %10s %9s %15s %11s\n", "mode", "event", "RFC ms", "keepalived", "xkeep", "x/k", "xkeep-RFC", "floor µs", "xkeep-RFC-floor", "false(k/x)")
+	// -bench may have picked some modes and events only.
+	ran := func(m vrrpMode, ev string) bool {
+		return len(results[key{m.name, ev, "keepalived"}])+len(results[key{m.name, ev, "xkeep"}]) > 0
+	}
 	for _, m := range modes {
 		for _, ev := range events {
+			if !ran(m, ev) {
+				continue
+			}
 			k, x := median(results[key{m.name, ev, "keepalived"}]), median(results[key{m.name, ev, "xkeep"}])
 			rfc := m.masterDown(100)
 			if ev == "stop" {
 				rfc = m.skew(100)
 			}
 			floor := time.Duration(medianF(results[key{m.name, ev, "xkeep"}], func(r failoverResult) float64 { return float64(r.floor) }))
-			fmt.Fprintf(&sb, "%-9s %-8s %9.3f %12.3f %12.3f %7.3f %9.2f%% %9.1f %14.2f%% %5d/%-5d\n", m.name, ev, ms(rfc), ms(k.failover), ms(x.failover),
+			fmt.Fprintf(&sb, "%-11s %-8s %9.3f %12.3f %12.3f %7.3f %9.2f%% %9.1f %14.2f%% %5d/%-5d\n", m.name, ev, ms(rfc), ms(k.failover), ms(x.failover),
 				ratio(x.failover, k.failover), 100*(float64(x.failover)-float64(rfc))/float64(rfc),
 				float64(floor)/1e3, 100*(float64(x.failover)-float64(rfc)-float64(floor))/float64(rfc),
 				sumFalse(results[key{m.name, ev, "keepalived"}]), sumFalse(results[key{m.name, ev, "xkeep"}]))
 		}
 	}
-	fmt.Fprintf(&sb, "\nresources while adverts flow (medians over the sigkill runs): resident MB, CPU ms per second\n")
-	fmt.Fprintf(&sb, "%-9s %-10s %10s %10s %10s %10s\n", "mode", "daemon", "master MB", "backup MB", "master CPU", "backup CPU")
+	fmt.Fprintf(&sb, "\nresources while adverts flow (medians over the sigkill runs), all of each daemon's processes:\n")
+	fmt.Fprintf(&sb, "resident (RSS), proportional (PSS) and anonymous MB; CPU ms per second\n")
+	fmt.Fprintf(&sb, "%-11s %-10s %10s %10s %11s %10s %10s %10s\n", "mode", "daemon", "master RSS", "master PSS", "master anon", "backup RSS", "master CPU", "backup CPU")
+	mem := func(rs []failoverResult) [3]float64 {
+		return [3]float64{medianF(rs, func(r failoverResult) float64 { return r.masterRSS }),
+			medianF(rs, func(r failoverResult) float64 { return r.masterPSS }),
+			medianF(rs, func(r failoverResult) float64 { return r.masterAnon })}
+	}
 	for _, m := range modes {
+		if !ran(m, "sigkill") {
+			continue
+		}
 		for _, kind := range kinds {
 			rs := results[key{m.name, "sigkill", kind}]
-			fmt.Fprintf(&sb, "%-9s %-10s %10.1f %10.1f %10.2f %10.2f\n", m.name, kind,
-				medianF(rs, func(r failoverResult) float64 { return r.masterRSS }), medianF(rs, func(r failoverResult) float64 { return r.backupRSS }),
+			mm := mem(rs)
+			fmt.Fprintf(&sb, "%-11s %-10s %10.1f %10.1f %11.1f %10.1f %10.2f %10.2f\n", m.name, kind,
+				mm[0], mm[1], mm[2], medianF(rs, func(r failoverResult) float64 { return r.backupRSS }),
 				medianF(rs, func(r failoverResult) float64 { return r.masterCPU }), medianF(rs, func(r failoverResult) float64 { return r.backupCPU }))
 		}
 		k, x := results[key{m.name, "sigkill", "keepalived"}], results[key{m.name, "sigkill", "xkeep"}]
-		fmt.Fprintf(&sb, "%-9s %-10s %10.2f %10.2f %10.2f %10.2f\n", m.name, "x/k",
-			medianF(x, func(r failoverResult) float64 { return r.masterRSS })/medianF(k, func(r failoverResult) float64 { return r.masterRSS }),
+		mx, mk := mem(x), mem(k)
+		fmt.Fprintf(&sb, "%-11s %-10s %10.2f %10.2f %11.2f %10.2f %10.2f %10.2f\n", m.name, "x/k",
+			mx[0]/mk[0], mx[1]/mk[1], mx[2]/mk[2],
 			medianF(x, func(r failoverResult) float64 { return r.backupRSS })/medianF(k, func(r failoverResult) float64 { return r.backupRSS }),
 			medianF(x, func(r failoverResult) float64 { return r.masterCPU })/medianF(k, func(r failoverResult) float64 { return r.masterCPU }),
 			medianF(x, func(r failoverResult) float64 { return r.backupCPU })/medianF(k, func(r failoverResult) float64 { return r.backupCPU }))
@@ -118,10 +139,11 @@ func BenchmarkFailover(b *testing.B) {
 type failoverResult struct {
 	failover time.Duration
 	// floor is the address watch's calibration (see calibrate).
-	floor                time.Duration
-	masterRSS, backupRSS float64 // MB
-	masterCPU, backupCPU float64 // ms per s
-	falseTakeovers       int
+	floor                 time.Duration
+	masterRSS, backupRSS  float64 // MB
+	masterPSS, masterAnon float64 // MB (see memory)
+	masterCPU, backupCPU  float64 // ms per s
+	falseTakeovers        int
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
@@ -205,7 +227,8 @@ func runFailover(b *testing.B, m vrrpMode, event, kind string) failoverResult {
 	cm1, cb1 := cpuTime(dm), cpuTime(db)
 	r.masterCPU = ms(cm1-cm0) / window.Seconds()
 	r.backupCPU = ms(cb1-cb0) / window.Seconds()
-	r.masterRSS, r.backupRSS = rssMB(dm), rssMB(db)
+	r.masterRSS, r.masterPSS, r.masterAnon = memory(dm)
+	r.backupRSS, _, _ = memory(db)
 
 	// Load every CPU for a while: the backup must not take over.
 	stopLoad := loadCPUs(runtime.NumCPU())
@@ -563,22 +586,35 @@ func cpuTime(d *daemon) time.Duration {
 	return total
 }
 
-// rssMB sums VmRSS of the daemon's processes.
-func rssMB(d *daemon) float64 {
-	var kb float64
+// memory sums, over the daemon's processes, resident memory (RSS, what
+// the brief's keepalived figure counts: pages shared between the
+// processes count in each), proportional memory (PSS: shared pages split
+// between their users, so the sum is what the daemon costs the machine)
+// and anonymous memory (heap and stacks, not the binary's mapped pages),
+// in MB, from /proc/PID/smaps_rollup.
+func memory(d *daemon) (rss, pss, anon float64) {
 	for _, pid := range d.pids() {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-				v, _ := strconv.ParseFloat(f[1], 64)
-				kb += v
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			v, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "Rss:":
+				rss += v / 1024
+			case "Pss:":
+				pss += v / 1024
+			case "Anonymous:":
+				anon += v / 1024
 			}
 		}
 	}
-	return kb / 1024
+	return rss, pss, anon
 }
 
 // loadCPUs spins n goroutines (on their own threads) until stopped.

@@ -17,6 +17,8 @@ type vrrpMode struct {
 	auth     bool // VRRPv2 simple password
 	unicast  bool
 	ipv6     bool // an IPv6 VIP: adverts from link-local addresses to ff02::12
+	// realtime is vrrp_rt_priority for both daemons (0: normal scheduling).
+	realtime int
 }
 
 // vip is the mode's virtual address.
@@ -38,7 +40,11 @@ var interopModes = []vrrpMode{
 // conf writes a keepalived.conf both daemons read unchanged.
 func (m vrrpMode) conf(prio int, self, peer *host, vip netip.Addr) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n}\n", self.name)
+	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n", self.name)
+	if m.realtime > 0 {
+		fmt.Fprintf(&b, "    vrrp_rt_priority %d\n", m.realtime)
+	}
+	b.WriteString("}\n")
 	fmt.Fprintf(&b, "vrrp_instance VI_1 {\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n")
 	fmt.Fprintf(&b, "    priority %d\n    advert_int %g\n    version %d\n", prio, m.interval.Seconds(), m.version)
 	if m.auth {
