@@ -33,8 +33,9 @@ type Config struct {
 }
 
 // ThreadConfig is keepalived's vrrp child process settings, applied to
-// the protocol loop's own OS thread: under CPU load a realtime thread
-// still reads adverts and sends its own on time.
+// the protocol loop's own OS thread: once woken, a realtime thread runs
+// ahead of normal work (the wakeup itself still passes through Go's
+// poller, on a thread of normal priority).
 type ThreadConfig struct {
 	// RealtimePriority is vrrp_rt_priority: SCHED_RR at 1-99; 0 keeps
 	// normal scheduling.

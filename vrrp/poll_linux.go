@@ -373,10 +373,10 @@ func (r *Router) readAll(c *conn) {
 // unlocked: it ends with the goroutine, so its settings never reach
 // another goroutine.
 func (r *Router) runOnOwnThread(ctx context.Context, notesDone chan struct{}) error {
+	t := r.cfg.Thread // read before the loop, the only writer, runs
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		t := r.cfg.Thread
 		if err := placeThread(t); err != nil {
 			// keepalived logs and goes on too: the protocol still runs,
 			// with less protection from load.
