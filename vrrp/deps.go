@@ -43,7 +43,9 @@ type Network interface {
 	Links() (map[string]bool, error)
 	// WatchLinks calls fn for every link change until ctx ends. It
 	// reports each existing link's state once it is subscribed, so a
-	// change between Links and WatchLinks is not lost.
+	// change between Links and WatchLinks is not lost; and it reports an
+	// address becoming usable on a link (AddrAdded), so instances whose
+	// interface had none yet find their source address.
 	WatchLinks(ctx context.Context, fn func(LinkEvent)) error
 }
 
@@ -56,6 +58,10 @@ type LinkEvent struct {
 	// sockets must be opened again: the old ones are bound to the old
 	// link).
 	Gone bool
+	// AddrAdded reports an address that became usable on the link (for
+	// IPv6, once duplicate address detection let it go); Up is then the
+	// link's last reported state.
+	AddrAdded bool
 }
 
 // ErrNoInterface is what Listen's error wraps when the interface does not

@@ -320,6 +320,9 @@ func timestamp(m unix.SocketControlMessage) (time.Time, bool) {
 }
 
 func (c *conn4) Write(src, dst netip.Addr, ttl uint8, msg []byte) error {
+	if !src.Is4() || !dst.Is4() {
+		return fmt.Errorf("advert from %v to %v: want IPv4 addresses", src, dst)
+	}
 	c.mu.Lock()
 	c.id++
 	if c.id == 0 {
@@ -515,7 +518,7 @@ func (LinuxNetwork) PrimaryAddr(ifname string, is6 bool) (netip.Addr, error) {
 	}
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || a.Flags&unix.IFA_F_SECONDARY != 0 {
+		if !ok || a.Flags&(unix.IFA_F_SECONDARY|unusableAddr) != 0 {
 			continue
 		}
 		ip = ip.Unmap()
@@ -525,6 +528,10 @@ func (LinuxNetwork) PrimaryAddr(ifname string, is6 bool) (netip.Addr, error) {
 	}
 	return netip.Addr{}, fmt.Errorf("%s has no %s address", ifname, map[bool]string{false: "IPv4", true: "IPv6 link-local"}[is6])
 }
+
+// unusableAddr flags an address nothing can be sent from yet (or ever):
+// IPv6 duplicate address detection has not finished, or failed.
+const unusableAddr = unix.IFA_F_TENTATIVE | unix.IFA_F_DADFAILED
 
 func linkUp(l netlink.Link) bool {
 	a := l.Attrs()
@@ -563,6 +570,18 @@ func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(LinkEvent)) error {
 	if err != nil {
 		return fmt.Errorf("subscribe to links: %w", err)
 	}
+	addrs := make(chan netlink.AddrUpdate, 256)
+	err = netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
+		ErrorCallback: func(err error) {
+			select {
+			case errc <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to addresses: %w", err)
+	}
 	last := map[string]LinkEvent{}
 	names := map[int]string{} // by index, to see renames
 	report := func(ev LinkEvent) {
@@ -592,6 +611,15 @@ func (LinuxNetwork) WatchLinks(ctx context.Context, fn func(LinkEvent)) error {
 			}
 			names[a.Index] = a.Name
 			report(LinkEvent{Name: a.Name, Up: linkUp(u.Link)})
+		case u, ok := <-addrs:
+			if !ok {
+				return errors.New("address subscription closed")
+			}
+			name, known := names[u.LinkIndex]
+			if !u.NewAddr || u.Flags&unusableAddr != 0 || !known {
+				continue
+			}
+			fn(LinkEvent{Name: name, Up: last[name].Up, AddrAdded: true})
 		}
 	}
 }

@@ -948,6 +948,11 @@ func (m *Machine) faulty(in *instance) []string {
 	var why []string
 	if d := m.linkDown(in.cfg.Interface); d != "" {
 		why = append(why, "interface "+in.cfg.Interface+" "+d)
+	} else if !in.cfg.SourceAddr.IsValid() {
+		// Nothing to send adverts from (keepalived: "no IPv4 address
+		// for interface"); the runtime looks again when one is added.
+		why = append(why, "no "+map[bool]string{false: "IPv4", true: "IPv6 link-local"}[in.cfg.IsIPv6()]+
+			" address on "+in.cfg.Interface)
 	}
 	for _, ti := range in.cfg.TrackInterfaces {
 		if ti.Weight == 0 && zeroWeightDown(ti.Reverse, m.linkUp(ti.Name)) {

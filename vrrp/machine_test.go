@@ -1228,3 +1228,34 @@ func TestScriptsReportsDebouncedResults(t *testing.T) {
 	h.at(2*time.Second, ScriptResult{Script: "chk", OK: false})
 	want(false)
 }
+
+// An instance with no address to send adverts from (its interface has
+// no IPv4 address yet) is in FAULT, as keepalived's is; the address
+// found later (the runtime reconfigures) starts it as backup.
+func TestNoSourceAddressFault(t *testing.T) {
+	m := NewMachine()
+	t0 := time.Unix(0, 0)
+	h := &harness{t: t, m: m, t0: t0, now: t0}
+	cfg := one(func(c *InstanceConfig) { c.SourceAddr = netip.Addr{} })
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m.Configure(t0, cfg)
+	h.collect()
+	h.expect("0s VI_1 INIT->FAULT")
+	if r := h.status("VI_1").FaultReasons; !slices.Equal(r, []string{"no IPv4 address on eth0"}) {
+		t.Fatalf("fault reasons %q", r)
+	}
+	h.run(time.Second)
+	m.Configure(h.now, one())
+	h.collect()
+	h.expect("1s VI_1 FAULT->BACKUP")
+	// And it takes over after its Master_Down_Interval from there.
+	h.run(5 * time.Second)
+	h.expect(
+		"4.609375s VI_1 add 10.0.0.100/32",
+		"4.609375s VI_1 advert prio 100",
+		"4.609375s VI_1 garp 10.0.0.100/32 x5",
+		"4.609375s VI_1 BACKUP->MASTER",
+	)
+}

@@ -459,7 +459,7 @@ func (r *Router) prepareVIPs() {
 func (r *Router) primaryAddr(ic *InstanceConfig) netip.Addr {
 	a, err := r.deps.Network.PrimaryAddr(ic.Interface, ic.IsIPv6())
 	if err != nil {
-		r.log.Warn("no source address; adverts leave with the kernel's choice and ties are not broken by address",
+		r.log.Warn("no source address: the instance stays in FAULT until its interface has one",
 			"instance", ic.Name, "interface", ic.Interface, "err", err)
 	}
 	return a
@@ -545,9 +545,13 @@ func (r *Router) closeConn(key connKey) {
 // linkChanged follows a link: a vanished instance interface closes its
 // sockets (they are bound to the old link) and is a FAULT reason; when it
 // is back, its sockets open again and unresolved source addresses are
-// looked up. r.mu is held.
+// looked up, as they are when an address is added to it. r.mu is held.
 func (r *Router) linkChanged(at time.Time, ev LinkEvent) {
 	name := ev.Name
+	if ev.AddrAdded {
+		r.resolveSources(at, name)
+		return
+	}
 	if ev.Gone {
 		delete(r.links, name)
 		if p, ok := r.deps.Addrs.(vipPreparer); ok {
@@ -703,6 +707,9 @@ func (r *Router) sendAdvert(a SendAdvert) {
 		return
 	}
 	cfg := &ri.cfg
+	if !cfg.SourceAddr.IsValid() {
+		return // the machine keeps such an instance in FAULT; nothing to send from
+	}
 	adv := packet.Advert{Version: uint8(cfg.Version), VRID: cfg.VRID, Priority: a.Priority,
 		Interval: cfg.AdvertInterval, AuthType: cfg.AuthType}
 	if cfg.AuthType == packet.AuthPass {

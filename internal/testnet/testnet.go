@@ -152,6 +152,17 @@ func (ns *Namespace) AddAddr(link string, p netip.Prefix) error {
 	})
 }
 
+// DelAddr removes an address from a link of the namespace.
+func (ns *Namespace) DelAddr(link string, p netip.Prefix) error {
+	return ns.withNetlink(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(link)
+		if err != nil {
+			return err
+		}
+		return h.AddrDel(l, netlinkAddr(p))
+	})
+}
+
 // HasAddr reports whether the address is on any link of the namespace.
 func (ns *Namespace) HasAddr(a netip.Addr) (bool, error) {
 	var found bool
