@@ -194,8 +194,11 @@ func TestNamespaceHTTPThroughTheBalancer(t *testing.T) {
 		}
 	}
 	got := l.answered()
-	if got["rs1"] != requests/2 || got["rs2"] != requests/2 {
-		t.Errorf("rr over two servers: answers %v, want %d each", got, requests/2)
+	// Each CPU has its own rr cursor; the client is pinned to one CPU,
+	// but a SYN sent again or held for ARP runs where it is sent, which
+	// can leave the split one off (seen once in the VM: 21/19).
+	if d := got["rs1"] - requests/2; d < -1 || d > 1 || got["rs1"]+got["rs2"] != requests {
+		t.Errorf("rr over two servers: answers %v, want %d each (one off when a SYN ran on another CPU)", got, requests/2)
 	}
 	svcStats, be := l.backendStats(dp)
 	if svcStats.NewFlows != requests {
@@ -285,8 +288,11 @@ func TestRestartKeepsFlows(t *testing.T) {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 	}
-	if c := count(owner); c["rs1"] != 3 || c["rs2"] != 3 {
-		t.Errorf("connections went to %v, want 3 each", owner)
+	// Each CPU has its own rr cursor, and a SYN sent again or held for
+	// ARP is scheduled on whichever CPU sends it: the client's pinning
+	// makes the split exact almost always, but a count may be off by one.
+	if c := count(owner); c["rs1"] < 2 || c["rs2"] < 2 {
+		t.Errorf("connections went to %v, want 3 each (2-4 when a SYN ran on another CPU)", owner)
 	}
 	if err := first.Release(); err != nil {
 		t.Fatal(err)
@@ -332,8 +338,10 @@ func TestRestartKeepsFlows(t *testing.T) {
 		}
 		fresh[who]++
 	}
-	if fresh["rs2"] != 6 {
-		t.Errorf("new connections after restart went %v, want rs2 6 of 8 (wrr 1:3)", fresh)
+	// 6 of 8 on one CPU; split across two cursors, 5 to 7 (rr would give
+	// about 4).
+	if fresh["rs2"] < 5 || fresh["rs2"] > 7 {
+		t.Errorf("new connections after restart went %v, want rs2 6 of 8 (wrr 1:3; 5-7 when SYNs ran on two CPUs)", fresh)
 	}
 
 	if err := second.Close(); err != nil {
