@@ -26,22 +26,28 @@ type builder struct {
 	// tried records the keywords written in an instance, valid or not, so
 	// an invalid value is not reported again as missing.
 	tried map[*VRRPInstance]map[string]bool
+	// trackFileLines holds each instance's track_file lines until the
+	// track_file blocks they name are all read.
+	trackFileLines map[*VRRPInstance][]trackFileEntry
 	// Lookups by name (the Config's own lookups are linear).
-	scripts   map[string]*VRRPScript
-	instances map[string]*VRRPInstance
-	vsGroups  map[string]*VirtualServerGroup
+	scripts    map[string]*VRRPScript
+	trackFiles map[string]*TrackFile
+	instances  map[string]*VRRPInstance
+	vsGroups   map[string]*VirtualServerGroup
 }
 
 func newBuilder(opts *LoadOptions, d *diagSink) *builder {
 	return &builder{
-		opts:          opts,
-		d:             d,
-		memberPos:     map[*SyncGroup][]Pos{},
-		checkerStates: map[*Checker]*checkerState{},
-		tried:         map[*VRRPInstance]map[string]bool{},
-		scripts:       map[string]*VRRPScript{},
-		instances:     map[string]*VRRPInstance{},
-		vsGroups:      map[string]*VirtualServerGroup{},
+		opts:           opts,
+		d:              d,
+		memberPos:      map[*SyncGroup][]Pos{},
+		checkerStates:  map[*Checker]*checkerState{},
+		tried:          map[*VRRPInstance]map[string]bool{},
+		trackFileLines: map[*VRRPInstance][]trackFileEntry{},
+		scripts:        map[string]*VRRPScript{},
+		trackFiles:     map[string]*TrackFile{},
+		instances:      map[string]*VRRPInstance{},
+		vsGroups:       map[string]*VirtualServerGroup{},
 	}
 }
 
@@ -59,6 +65,8 @@ func (b *builder) build(tree []*node) *Config {
 		case "global_defs":
 		case "vrrp_script":
 			b.vrrpScript(n)
+		case "track_file", "vrrp_track_file":
+			b.trackFile(n)
 		case "vrrp_instance":
 			b.vrrpInstance(n)
 		case "vrrp_sync_group":

@@ -579,3 +579,120 @@ func TestVRRPProcessSettings(t *testing.T) {
 		t.Errorf("defaults: rt %d rttime %v cpus %v", g.VRRPRealtimePriority, g.VRRPRlimitRTTime, g.VRRPCPUs)
 	}
 }
+
+// TestTrackFiles reads track_file blocks and the instances' references to
+// them: block defaults, the weight and direction an entry inherits or
+// overrides, init_file, and the vrrp_track_file synonym.
+func TestTrackFiles(t *testing.T) {
+	src := conf(
+		"track_file plain {",
+		"    file \"/run/xkeep/plain\"",
+		"}",
+		"track_file weighted {",
+		"    file relative/weighted",
+		"    weight -20 reverse",
+		"    init_file",
+		"}",
+		"track_file created {",
+		"    file /run/xkeep/created",
+		"    weight 0",
+		"    init_file -7",
+		"}",
+		"vrrp_track_file overwritten {",
+		"    file /run/xkeep/overwritten",
+		"    init_file overwrite 3",
+		"}",
+	) + vi(
+		"    track_file {",
+		"        plain",
+		"        weighted",
+		"        created weight 5",
+		"        overwritten weight 2 reverse",
+		"    }",
+	) + conf(
+		"vrrp_instance VI_2 {",
+		"    interface eth0",
+		"    virtual_router_id 52",
+		"    virtual_ipaddress { 192.168.1.11 }",
+		"    track_file {",
+		"        weighted weight 3",
+		"        plain weight -4 noreverse",
+		"    }",
+		"    track_file {",
+		"        overwritten",
+		"    }",
+		"}",
+		"vrrp_instance VI_3 {",
+		"    interface eth0",
+		"    virtual_router_id 53",
+		"    virtual_ipaddress { 192.168.1.12 }",
+		"    track_file {",
+		"        weighted weight 3 noreverse",
+		"    }",
+		"}",
+	)
+	c, diags, err := Parse("t.conf", []byte(src), LoadOptions{})
+	if err != nil {
+		t.Fatalf("%v\n%v", err, diags)
+	}
+	if want := []string{`t.conf:14:1: warning: vrrp_track_file is deprecated (use track_file)`}; !slices.Equal(diagStrings(diags), want) {
+		t.Errorf("diagnostics = %q, want %q", diagStrings(diags), want)
+	}
+
+	wantFiles := []TrackFile{
+		{Name: "plain", Path: "/run/xkeep/plain", Weight: 1, Pos: Pos{File: "t.conf", Line: 1, Col: 1}},
+		{Name: "weighted", Path: "relative/weighted", Weight: -20, Reverse: true, InitFile: true, Pos: Pos{File: "t.conf", Line: 4, Col: 1}},
+		{Name: "created", Path: "/run/xkeep/created", Weight: 0, InitFile: true, InitValue: -7, Pos: Pos{File: "t.conf", Line: 9, Col: 1}},
+		{Name: "overwritten", Path: "/run/xkeep/overwritten", Weight: 1, InitFile: true, InitValue: 3, InitOverwrite: true, Pos: Pos{File: "t.conf", Line: 14, Col: 1}},
+	}
+	if len(c.TrackFiles) != len(wantFiles) {
+		t.Fatalf("%d track files, want %d", len(c.TrackFiles), len(wantFiles))
+	}
+	for i, want := range wantFiles {
+		if got := *c.TrackFiles[i]; got != want {
+			t.Errorf("track file %d = %+v, want %+v", i, got, want)
+		}
+		if c.TrackFile(want.Name) != c.TrackFiles[i] {
+			t.Errorf("TrackFile(%q) does not find it", want.Name)
+		}
+	}
+	if c.TrackFile("missing") != nil {
+		t.Error("TrackFile(missing) is not nil")
+	}
+
+	refs := func(name string) []TrackFileRef {
+		var out []TrackFileRef
+		for _, r := range c.Instance(name).TrackFiles {
+			r.Pos = Pos{}
+			out = append(out, r)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		instance string
+		want     []TrackFileRef
+	}{
+		// The block's weight and direction, unless the entry writes a
+		// weight; a weight alone keeps the block's direction.
+		{"VI_1", []TrackFileRef{
+			{Name: "plain", Weight: 1},
+			{Name: "weighted", Weight: -20, Reverse: true},
+			{Name: "created", Weight: 5},
+			{Name: "overwritten", Weight: 2, Reverse: true},
+		}},
+		// Two track_file blocks add up; noreverse clears the block's reverse.
+		{"VI_2", []TrackFileRef{
+			{Name: "weighted", Weight: 3, Reverse: true},
+			{Name: "plain", Weight: -4},
+			{Name: "overwritten", Weight: 1},
+		}},
+		{"VI_3", []TrackFileRef{{Name: "weighted", Weight: 3}}},
+	} {
+		if got := refs(tt.instance); !slices.Equal(got, tt.want) {
+			t.Errorf("%s track_file = %+v, want %+v", tt.instance, got, tt.want)
+		}
+	}
+	if got, want := c.Instance("VI_2").TrackFiles[1].Pos, (Pos{File: "t.conf", Line: 35, Col: 9}); got != want {
+		t.Errorf("VI_2 track_file plain at %v, want %v", got, want)
+	}
+}

@@ -32,6 +32,7 @@ var fuzzSnippets = []string{
 	"vrrp_sync_group G {\n group { A B A }\n global_tracking\n}\n",
 	"virtual_server fwmark 1 {\n persistence_granularity 255.255.0.255\n real_server ::1 {\n  HTTP_GET { url { path / status_code 1-2 digest 00 } }\n  UDP_CHECK { payload 1 2 3 require_reply xX }\n  MISC_CHECK { misc_path \"a 'b\" user u:g }\n }\n}\n",
 	"${_RANDOM 1 99999999999} ${_ENV HOME} ${_PWD} ${_INSTANCE}\n",
+	"track_file f {\n file \"/run/f\"\n weight -5 reverse\n init_file -1 overwrite\n}\nvrrp_track_file f {\n file x\n}\nvrrp_instance I {\n interface e\n virtual_router_id 1\n priority 255\n track_file {\n  f weight 2 noreverse\n  f\n  g weight\n }\n}\n",
 }
 
 // FuzzParse feeds arbitrary text to the reader: it must not panic or hang

@@ -36,7 +36,6 @@ const (
 	altStatic     = "configure static addresses, routes and rules in the system's network configuration"
 	altRoutes     = "add and remove routes or rules from notify_master and notify_backup scripts"
 	altVMAC       = "the VIP is added to the interface itself"
-	altTrackFile  = "use a vrrp_script that reads the file"
 	altTrackProc  = "use a vrrp_script such as \"pidof NAME\""
 	altBFD        = "use a vrrp_script, or a health checker on the real server"
 	altLVSSync    = "connection state is not synchronised between nodes"
@@ -58,8 +57,6 @@ var topLevelUnsupported = map[string]string{
 	"track_group":              altTrackGroup,
 	"linkbeat_interfaces":      altLinkbeat,
 	"linkbeat_use_polling":     altLinkbeat,
-	"track_file":               altTrackFile,
-	"vrrp_track_file":          altTrackFile,
 	"vrrp_track_process":       altTrackProc,
 	"bfd_instance":             altBFD,
 	"garp_group":               altGarpGroup,

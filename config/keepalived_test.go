@@ -45,6 +45,7 @@ func TestAgainstKeepalived(t *testing.T) {
 		{"testdata/conditional/node.conf", "backup"},
 		{"testdata/definitions/defs.conf", ""},
 		{"testdata/adjusted/vrrp.conf", ""},
+		{"testdata/trackfile/trackfile.conf", ""},
 	}
 	if shared, err := findShared(); err == nil {
 		for _, f := range []string{"master.conf", "backup.conf", "master-lvs.conf", "backup-lvs.conf"} {
@@ -200,9 +201,10 @@ var dumpKeys = []string{
 }
 
 // parseDump reads the VRRP Topology section: for each instance the
-// "Key = value" lines named in dumpKeys, and its address lists as
-// "Virtual IP", "Virtual IP Excluded" and "Unicast Peer" (one entry a line,
-// keeping address/len, dev and label).
+// "Key = value" lines named in dumpKeys, its address lists as "Virtual IP",
+// "Virtual IP Excluded" and "Unicast Peer" (one entry a line, keeping
+// address/len, dev and label), and its "Tracked files" ("NAME, weight N
+// [reverse]" a line).
 func parseDump(dump string) map[string]map[string]string {
 	out := map[string]map[string]string{}
 	var cur map[string]string
@@ -227,7 +229,11 @@ func parseDump(dump string) map[string]map[string]string {
 		}
 		switch {
 		case strings.HasPrefix(line, "     "):
-			if list != "" {
+			switch list {
+			case "":
+			case "Tracked files":
+				cur[list] += strings.TrimSpace(line) + "\n"
+			default:
 				cur[list] += addrEntry(strings.Fields(line)) + "\n"
 			}
 			continue
@@ -239,6 +245,9 @@ func parseDump(dump string) map[string]map[string]string {
 			continue
 		case strings.HasPrefix(line, "   Unicast Peer"):
 			list = "Unicast Peer"
+			continue
+		case strings.HasPrefix(line, "   Tracked files"):
+			list = "Tracked files"
 			continue
 		}
 		list = ""
@@ -315,6 +324,15 @@ func describeForDump(in *VRRPInstance) map[string]string {
 		for _, p := range in.UnicastPeers {
 			m["Unicast Peer"] += fmt.Sprintf("%s min_ttl %d max_ttl %d\n", p.Addr, p.MinTTL, p.MaxTTL)
 		}
+	}
+	// Always set, so a file tracked by one side only shows.
+	m["Tracked files"] = ""
+	for _, tf := range in.TrackFiles {
+		reverse := ""
+		if tf.Reverse {
+			reverse = " reverse"
+		}
+		m["Tracked files"] += fmt.Sprintf("%s, weight %d%s\n", tf.Name, tf.Weight, reverse)
 	}
 	addrs := func(vs []VirtualAddress) string {
 		var s string

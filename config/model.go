@@ -19,6 +19,7 @@ type Config struct {
 	SSL *SSLContext `json:"ssl,omitempty"`
 
 	Scripts             []*VRRPScript         `json:"vrrp_scripts,omitempty"`
+	TrackFiles          []*TrackFile          `json:"track_files,omitempty"`
 	Instances           []*VRRPInstance       `json:"vrrp_instances,omitempty"`
 	SyncGroups          []*SyncGroup          `json:"vrrp_sync_groups,omitempty"`
 	VirtualServerGroups []*VirtualServerGroup `json:"virtual_server_groups,omitempty"`
@@ -34,6 +35,16 @@ func (c *Config) Script(name string) *VRRPScript {
 	for _, s := range c.Scripts {
 		if s.Name == name {
 			return s
+		}
+	}
+	return nil
+}
+
+// TrackFile returns the track_file with the given name, or nil.
+func (c *Config) TrackFile(name string) *TrackFile {
+	for _, f := range c.TrackFiles {
+		if f.Name == name {
+			return f
 		}
 	}
 	return nil
@@ -193,6 +204,27 @@ type VRRPScript struct {
 	Explicit Explicit `json:"-"`
 }
 
+// TrackFile is a track_file (or vrrp_track_file) block: a file holding a
+// number that VRRP instances track. A value of 0 is OK; otherwise, with
+// weight 0 the tracker is in FAULT, else value*weight moves the priority.
+type TrackFile struct {
+	Name string `json:"name"`
+	// Path is the file as written (keepalived does not resolve a relative
+	// path either).
+	Path string `json:"file"`
+	// Weight is the default weight of tracking instances (default 1);
+	// Reverse flips the direction.
+	Weight  int  `json:"weight"`
+	Reverse bool `json:"weight_reverse"`
+	// InitFile writes InitValue to the file at startup when the file does
+	// not exist, or always with InitOverwrite (init_file [VALUE] [overwrite]).
+	InitFile      bool  `json:"init_file"`
+	InitValue     int64 `json:"init_value"`
+	InitOverwrite bool  `json:"init_overwrite"`
+
+	Pos Pos `json:"pos"`
+}
+
 // State is a VRRP instance's initial state.
 type State string
 
@@ -241,6 +273,7 @@ type VRRPInstance struct {
 
 	TrackScripts    []TrackScript    `json:"track_script,omitempty"`
 	TrackInterfaces []TrackInterface `json:"track_interface,omitempty"`
+	TrackFiles      []TrackFileRef   `json:"track_file,omitempty"`
 
 	Notify Notify `json:"notify"`
 
@@ -366,6 +399,16 @@ type TrackInterface struct {
 	Name string `json:"name"`
 	// Weight 0 (the default) means a down interface puts the instance in
 	// FAULT; otherwise the priority moves by Weight.
+	Weight  int  `json:"weight"`
+	Reverse bool `json:"reverse"`
+	Pos     Pos  `json:"pos"`
+}
+
+// TrackFileRef is an entry of an instance's track_file block.
+type TrackFileRef struct {
+	Name string `json:"name"`
+	// Weight and Reverse are the effective ones: the entry's own, else the
+	// track_file's (noreverse clears the track_file's reverse).
 	Weight  int  `json:"weight"`
 	Reverse bool `json:"reverse"`
 	Pos     Pos  `json:"pos"`

@@ -22,7 +22,6 @@ var instanceUnsupported = map[string]string{
 	"vrf":                       "run xkeep in the VRF's context instead",
 	"virtual_routes":            altRoutes,
 	"virtual_rules":             altRoutes,
-	"track_file":                altTrackFile,
 	"track_process":             altTrackProc,
 	"track_bfd":                 altBFD,
 	"auth_hmac":                 altAuthHMAC,
@@ -41,7 +40,7 @@ var instanceUnsupported = map[string]string{
 // syncGroupUnsupported lists vrrp_sync_group keywords xkeep recognises but
 // does not implement.
 var syncGroupUnsupported = map[string]string{
-	"track_file":              altTrackFile,
+	"track_file":              "put track_file in the member vrrp_instances instead",
 	"track_process":           altTrackProc,
 	"track_bfd":               altBFD,
 	"notify_priority_changes": altFifo,
@@ -184,6 +183,8 @@ func (b *builder) vrrpInstance(n *node) {
 			in.TrackScripts = append(in.TrackScripts, b.trackScripts(c)...)
 		case "track_interface":
 			in.TrackInterfaces = append(in.TrackInterfaces, b.trackInterfaces(c)...)
+		case "track_file":
+			b.trackFileEntries(c, in)
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_master_rx_lower_pri":
 			ok = b.notify(c, &in.Notify)
 		case "nopreempt":
@@ -871,10 +872,16 @@ func (b *builder) resolveInstances() {
 
 		b.roundAdvert(in, where("advert_int"))
 		b.resolveTrackScripts(in.TrackScripts, fmt.Sprintf("vrrp_instance %s", in.Name))
+		b.resolveTrackFiles(in)
 		if in.Owner() {
 			for _, ts := range in.TrackScripts {
 				if ts.Weight != 0 {
 					b.d.warnf(ts.Pos, "vrrp_instance %s: priority 255 cannot be changed by track_script %s weight %d (use weight 0, or a lower priority)", in.Name, ts.Name, ts.Weight)
+				}
+			}
+			for _, tf := range in.TrackFiles {
+				if tf.Weight != 0 {
+					b.d.warnf(tf.Pos, "vrrp_instance %s: priority 255 cannot be changed by track_file %s weight %d (use weight 0, or a lower priority)", in.Name, tf.Name, tf.Weight)
 				}
 			}
 		}
@@ -938,14 +945,11 @@ func (b *builder) resolveTrackScripts(list []TrackScript, owner string) {
 }
 
 func (b *builder) scriptNames() string {
-	if len(b.cfg.Scripts) == 0 {
-		return " (none is defined)"
-	}
 	names := make([]string, len(b.cfg.Scripts))
 	for i, s := range b.cfg.Scripts {
 		names[i] = s.Name
 	}
-	return " (defined: " + strings.Join(names, ", ") + ")"
+	return definedNames(names)
 }
 
 // checkVRIDs reports two instances with the same VRID on one interface and
@@ -1042,6 +1046,12 @@ func (b *builder) resolveSyncGroups() {
 					if ti := &in.TrackInterfaces[i]; ti.Weight != 0 {
 						b.d.warnf(ti.Pos, "track_interface %s weight %d is ignored: %s is in vrrp_sync_group %s (add sync_group_tracking_weight to keep it)", ti.Name, ti.Weight, name, g.Name)
 						ti.Weight = 0
+					}
+				}
+				for i := range in.TrackFiles {
+					if tf := &in.TrackFiles[i]; tf.Weight != 0 {
+						b.d.warnf(tf.Pos, "track_file %s weight %d is ignored: %s is in vrrp_sync_group %s (add sync_group_tracking_weight to keep it)", tf.Name, tf.Weight, name, g.Name)
+						tf.Weight = 0
 					}
 				}
 			}
