@@ -16,6 +16,7 @@ import (
 type Config struct {
 	Instances  []InstanceConfig
 	Scripts    []ScriptConfig
+	Files      []FileConfig
 	SyncGroups []SyncGroupConfig
 	// ScriptUser runs scripts that name no user (keepalived's
 	// script_user); empty means the daemon's own user.
@@ -114,6 +115,7 @@ type InstanceConfig struct {
 	GARP            GARPConfig
 	TrackInterfaces []TrackInterface
 	TrackScripts    []TrackScript
+	TrackFiles      []TrackFile
 	Notify          NotifyConfig
 }
 
@@ -175,6 +177,28 @@ type TrackScript struct {
 	Name    string
 	Weight  int
 	Reverse bool
+}
+
+// TrackFile is a track_file an instance follows. With weight 0 a
+// non-zero value in the file is a FAULT (zero, with Reverse); otherwise
+// value times weight (negated with Reverse) is added to the priority, and
+// a sum below -253 is a FAULT, as with keepalived.
+type TrackFile struct {
+	Name    string
+	Weight  int
+	Reverse bool
+}
+
+// FileConfig is a track_file block: a file holding a number, read when
+// it changes.
+type FileConfig struct {
+	Name string
+	Path string
+	// Init writes InitValue to the file at start when it does not exist
+	// (always, with InitOverwrite): keepalived's init_file.
+	Init          bool
+	InitValue     int64
+	InitOverwrite bool
 }
 
 // ScriptConfig is a vrrp_script.
@@ -258,6 +282,7 @@ func (c *InstanceConfig) IsIPv6() bool {
 func (c Config) clone() Config {
 	c.Instances = slices.Clone(c.Instances)
 	c.Scripts = slices.Clone(c.Scripts)
+	c.Files = slices.Clone(c.Files)
 	c.SyncGroups = slices.Clone(c.SyncGroups)
 	c.Thread.CPUs = slices.Clone(c.Thread.CPUs)
 	return c
@@ -293,10 +318,17 @@ func (c *Config) Validate() error {
 		s.Fall = max(s.Fall, 1)
 		scripts[s.Name] = true
 	}
+	files := map[string]bool{}
+	for _, f := range c.Files {
+		if f.Name == "" || f.Path == "" {
+			errs = append(errs, fmt.Errorf("track_file %q: needs a name and a file", f.Name))
+		}
+		files[f.Name] = true
+	}
 	vrids := map[string]string{}
 	for i := range c.Instances {
 		in := &c.Instances[i]
-		if err := in.validate(scripts); err != nil {
+		if err := in.validate(scripts, files); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -332,7 +364,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (in *InstanceConfig) validate(scripts map[string]bool) error {
+func (in *InstanceConfig) validate(scripts, files map[string]bool) error {
 	where := "vrrp_instance " + in.Name
 	switch {
 	case in.Name == "":
@@ -406,6 +438,11 @@ func (in *InstanceConfig) validate(scripts map[string]bool) error {
 	for _, ts := range in.TrackScripts {
 		if !scripts[ts.Name] {
 			return fmt.Errorf("%s: track_script %q is not a defined vrrp_script", where, ts.Name)
+		}
+	}
+	for _, tf := range in.TrackFiles {
+		if !files[tf.Name] {
+			return fmt.Errorf("%s: track_file %q is not a defined track_file", where, tf.Name)
 		}
 	}
 	return nil

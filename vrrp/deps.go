@@ -49,6 +49,20 @@ type Network interface {
 	WatchLinks(ctx context.Context, fn func(LinkEvent)) error
 }
 
+// FileWatcher reads track_file files and says when they change.
+type FileWatcher interface {
+	// Read returns the number the file holds: leading blanks, an
+	// optional sign and decimal digits, as keepalived reads it; a file
+	// with no number holds 0.
+	Read(path string) (int64, error)
+	// Init writes value to path when it does not exist, or always with
+	// overwrite (keepalived's init_file).
+	Init(path string, value int64, overwrite bool) error
+	// Watch calls changed with a path of paths that may have changed
+	// (written, replaced, created or removed) until ctx ends.
+	Watch(ctx context.Context, paths []string, changed func(path string)) error
+}
+
 // LinkEvent is a link's new state.
 type LinkEvent struct {
 	Name string

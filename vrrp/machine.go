@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -61,6 +62,13 @@ type ScriptResult struct {
 	OK     bool
 }
 
+// FileValue is the number a track_file's file holds now. It may come
+// before the Configure that names the file, so instances start with it.
+type FileValue struct {
+	File  string
+	Value int64
+}
+
 // LinkChanged is a link going up or down, or appearing and vanishing.
 type LinkChanged struct {
 	Interface string
@@ -77,6 +85,7 @@ type Shutdown struct{}
 
 func (AdvertReceived) isEvent() {}
 func (ScriptResult) isEvent()   {}
+func (FileValue) isEvent()      {}
 func (LinkChanged) isEvent()    {}
 func (Shutdown) isEvent()       {}
 
@@ -211,6 +220,8 @@ type Machine struct {
 	byName    map[string]*instance
 	groups    map[string]*syncGroup
 	scripts   map[string]*scriptState
+	// files are the track_file values (a file not read yet counts as 0).
+	files map[string]int64
 	// links holds the state of every link heard of; unknown links are up.
 	links   map[string]linkState
 	actions []Action
@@ -265,6 +276,7 @@ func NewMachine() *Machine {
 		byName:  map[string]*instance{},
 		groups:  map[string]*syncGroup{},
 		scripts: map[string]*scriptState{},
+		files:   map[string]int64{},
 		links:   map[string]linkState{},
 	}
 }
@@ -337,6 +349,11 @@ func (m *Machine) Configure(now time.Time, cfg Config) {
 		}
 	}
 	m.scripts = scripts
+	files := make(map[string]int64, len(cfg.Files))
+	for _, f := range cfg.Files {
+		files[f.Name] = m.files[f.Name]
+	}
+	m.files = files
 
 	want := map[string]bool{}
 	for _, ic := range cfg.Instances {
@@ -516,6 +533,12 @@ func (m *Machine) Step(now time.Time, ev Event) {
 			s.record(ev.OK)
 		}
 		m.reconcile("track_script " + ev.Script)
+	case FileValue:
+		if old, ok := m.files[ev.File]; ok && old == ev.Value {
+			return
+		}
+		m.files[ev.File] = ev.Value
+		m.reconcile("track_file " + ev.File)
 	case LinkChanged:
 		m.links[ev.Interface] = linkState{up: ev.Up && !ev.Missing, missing: ev.Missing}
 		m.reconcile("link " + ev.Interface)
@@ -919,6 +942,21 @@ func weightOf(weight int, reverse, up bool) int {
 	return 0
 }
 
+// minFileWeight: a track_file adding less than this puts the instance
+// in FAULT (keepalived's "less than -253").
+const minFileWeight = -253
+
+// fileWeight is what a weighted track_file adds: value times weight,
+// negated with reverse. The value is clamped to 32 bits first, as
+// keepalived reads it into an int, so the product cannot overflow.
+func fileWeight(tf TrackFile, value int64) int64 {
+	v := min(max(value, math.MinInt32), math.MaxInt32) * int64(tf.Weight)
+	if tf.Reverse {
+		return -v
+	}
+	return v
+}
+
 // zeroWeightDown reports whether an unweighted tracked object puts the
 // instance in FAULT.
 func zeroWeightDown(reverse, up bool) bool { return up == reverse }
@@ -938,6 +976,11 @@ func (m *Machine) priority(in *instance) (uint8, bool) {
 	for _, ts := range in.cfg.TrackScripts {
 		if s, ok := m.scripts[ts.Name]; ok && ts.Weight != 0 {
 			sum += weightOf(ts.Weight, ts.Reverse, s.up)
+		}
+	}
+	for _, tf := range in.cfg.TrackFiles {
+		if add := fileWeight(tf, m.files[tf.Name]); tf.Weight != 0 && add >= minFileWeight {
+			sum += int(add)
 		}
 	}
 	return uint8(min(max(sum, 1), 254)), true
@@ -966,6 +1009,15 @@ func (m *Machine) faulty(in *instance) []string {
 	for _, ts := range in.cfg.TrackScripts {
 		if s, ok := m.scripts[ts.Name]; ok && ts.Weight == 0 && zeroWeightDown(ts.Reverse, s.up) {
 			why = append(why, "track_script "+ts.Name+" failed")
+		}
+	}
+	for _, tf := range in.cfg.TrackFiles {
+		v := m.files[tf.Name]
+		switch {
+		case tf.Weight == 0 && zeroWeightDown(tf.Reverse, v == 0):
+			why = append(why, fmt.Sprintf("track_file %s holds %d", tf.Name, v))
+		case tf.Weight != 0 && fileWeight(tf, v) < minFileWeight:
+			why = append(why, fmt.Sprintf("track_file %s holds %d (times weight %d: below %d)", tf.Name, v, tf.Weight, minFileWeight))
 		}
 	}
 	return why

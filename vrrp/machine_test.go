@@ -1259,3 +1259,57 @@ func TestNoSourceAddressFault(t *testing.T) {
 		"4.609375s VI_1 BACKUP->MASTER",
 	)
 }
+
+// track_file, as keepalived: with weight 0 a non-zero value is a FAULT
+// (a zero one with reverse); with a weight, value times weight joins the
+// priority, and below -253 it is a FAULT. A value read before the
+// instance is configured is the one it starts with.
+func TestTrackFile(t *testing.T) {
+	m := NewMachine()
+	t0 := time.Unix(0, 0)
+	h := &harness{t: t, m: m, t0: t0, now: t0}
+	cfg := one(func(c *InstanceConfig) {
+		c.TrackFiles = []TrackFile{{Name: "maint"}, {Name: "load", Weight: 10}, {Name: "spare", Weight: 5, Reverse: true}}
+		c.AdvertInterval = 100 * time.Second // stays BACKUP throughout
+	})
+	cfg.Files = []FileConfig{{Name: "maint", Path: "/run/maint"}, {Name: "load", Path: "/run/load"}, {Name: "spare", Path: "/run/spare"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m.Step(t0, FileValue{File: "maint", Value: 1})
+	m.Configure(t0, cfg)
+	h.collect()
+	h.expect("0s VI_1 INIT->FAULT")
+	if r := h.status("VI_1").FaultReasons; !slices.Equal(r, []string{"track_file maint holds 1"}) {
+		t.Fatalf("fault reasons %q", r)
+	}
+	h.at(time.Second, FileValue{File: "maint", Value: 0})
+	h.expect("1s VI_1 FAULT->BACKUP")
+
+	h.at(2*time.Second, FileValue{File: "load", Value: 3})
+	h.expect("2s VI_1 priority 130")
+	h.at(3*time.Second, FileValue{File: "spare", Value: 2})
+	h.expect("3s VI_1 priority 120")
+	// 100 + 10*15 - 10 = 240; 100 + 10*16 - 10 = 250; clamped at 254.
+	h.at(4*time.Second, FileValue{File: "load", Value: 20})
+	h.expect("4s VI_1 priority 254")
+	// -26 * 10 = -260 < -253: FAULT, whatever the sum.
+	h.at(5*time.Second, FileValue{File: "load", Value: -26})
+	h.expect("5s VI_1 priority 90", "5s VI_1 BACKUP->FAULT")
+	if r := h.status("VI_1").FaultReasons; !slices.Equal(r, []string{"track_file load holds -26 (times weight 10: below -253)"}) {
+		t.Fatalf("fault reasons %q", r)
+	}
+	// -25 * 10 = -250 is a priority change: 100 - 250 - 10 clamps to 1.
+	h.at(6*time.Second, FileValue{File: "load", Value: -25})
+	h.expect("6s VI_1 priority 1", "6s VI_1 FAULT->BACKUP")
+	// A value past 32 bits is clamped as keepalived's int is: no overflow.
+	h.at(7*time.Second, FileValue{File: "load", Value: 1 << 62})
+	h.expect("7s VI_1 priority 254")
+
+	// Reverse with weight 0: zero is the failure.
+	cfg.Instances[0].TrackFiles = []TrackFile{{Name: "maint", Reverse: true}}
+	m.Configure(t0.Add(8*time.Second), cfg)
+	h.now = t0.Add(8 * time.Second)
+	h.collect()
+	h.expect("8s VI_1 priority 100", "8s VI_1 BACKUP->FAULT")
+}

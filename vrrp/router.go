@@ -23,7 +23,9 @@ type Deps struct {
 	Addrs     AddressManager
 	Announcer Announcer
 	Scripts   ScriptRunner
-	Logger    *slog.Logger
+	// Files reads and watches track_file files; nil is LinuxFiles.
+	Files  FileWatcher
+	Logger *slog.Logger
 	// OnStateChange, when set, is called for every instance transition,
 	// in order, from a goroutine of the router (not the protocol loop, so
 	// a slow hook delays no advert). The daemon attaches and detaches the
@@ -70,7 +72,11 @@ type Router struct {
 
 	scriptCancel context.CancelFunc
 	scriptsWG    sync.WaitGroup
-	bgWG         sync.WaitGroup // gratuitous ARP and notify goroutines
+	// fileCancel stops the track_file watch; filesSeen are the files
+	// read before (init_file applies to new ones only).
+	fileCancel context.CancelFunc
+	filesSeen  map[string]bool
+	bgWG       sync.WaitGroup // gratuitous ARP and notify goroutines
 	// stopped is closed when Run ends, so readers never block on events.
 	stopped chan struct{}
 }
@@ -100,6 +106,7 @@ type event struct {
 	reason packet.Reason // a dropped packet
 	link   *LinkEvent
 	script *ScriptResult
+	file   *FileValue
 	reload *reloadReq
 }
 
@@ -116,6 +123,9 @@ func NewRouter(cfg Config, deps Deps) (*Router, error) {
 	}
 	if deps.Clock == nil {
 		deps.Clock = SystemClock()
+	}
+	if deps.Files == nil {
+		deps.Files = LinuxFiles{}
 	}
 	if deps.Network == nil || deps.Addrs == nil || deps.Announcer == nil || deps.Scripts == nil {
 		return nil, errors.New("vrrp router: Network, Addrs, Announcer and Scripts are required")
@@ -327,6 +337,8 @@ func (r *Router) handle(ev event) {
 		r.linkChanged(ev.at, *ev.link)
 	case ev.script != nil:
 		r.m.Step(ev.at, *ev.script)
+	case ev.file != nil:
+		r.m.Step(ev.at, *ev.file)
 	case ev.reload != nil:
 		ev.reload.done <- r.apply(r.deps.Clock.Now(), ev.reload.cfg)
 		return
@@ -406,6 +418,7 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 	for name := range missing {
 		r.m.Step(now, LinkChanged{Interface: name, Missing: true})
 	}
+	r.readFiles(now, cfg)
 	r.m.Configure(now, cfg)
 	r.do(r.m.Ready())
 	r.insts = insts
@@ -426,8 +439,89 @@ func (r *Router) apply(now time.Time, cfg Config) error {
 		}
 	}
 	r.startScripts(cfg)
+	r.watchFiles(cfg)
 	r.prepareVIPs()
 	return nil
+}
+
+// trackedFiles are the track_file blocks some instance follows (only
+// those are read, as with keepalived).
+func trackedFiles(cfg Config) []FileConfig {
+	used := map[string]bool{}
+	for _, ic := range cfg.Instances {
+		for _, tf := range ic.TrackFiles {
+			used[tf.Name] = true
+		}
+	}
+	var out []FileConfig
+	for _, f := range cfg.Files {
+		if used[f.Name] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// readFiles writes the init_file of track files new to this run and
+// reads every tracked file, before the instances are configured so they
+// start with the values; r.mu is held.
+func (r *Router) readFiles(now time.Time, cfg Config) {
+	seen := map[string]bool{}
+	for _, f := range trackedFiles(cfg) {
+		seen[f.Name] = true
+		if f.Init && !r.filesSeen[f.Name] {
+			if err := r.deps.Files.Init(f.Path, f.InitValue, f.InitOverwrite); err != nil {
+				r.log.Warn("track_file init_file failed", "track_file", f.Name, "file", f.Path, "err", err)
+			}
+		}
+		r.m.Step(now, FileValue{File: f.Name, Value: r.readFile(f)})
+	}
+	r.filesSeen = seen
+}
+
+// readFile reads a track file; one that cannot be read (say, removed)
+// holds 0.
+func (r *Router) readFile(f FileConfig) int64 {
+	v, err := r.deps.Files.Read(f.Path)
+	if err != nil {
+		r.log.Warn("track_file cannot be read; it counts as 0", "track_file", f.Name, "file", f.Path, "err", err)
+		return 0
+	}
+	return v
+}
+
+// watchFiles (re)starts the watch on the tracked files; r.mu is held.
+func (r *Router) watchFiles(cfg Config) {
+	if r.fileCancel != nil {
+		r.fileCancel()
+		r.fileCancel = nil
+	}
+	files := trackedFiles(cfg)
+	if len(files) == 0 {
+		return
+	}
+	byPath := map[string][]FileConfig{}
+	var paths []string
+	for _, f := range files {
+		if byPath[f.Path] == nil {
+			paths = append(paths, f.Path)
+		}
+		byPath[f.Path] = append(byPath[f.Path], f)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.fileCancel = cancel
+	r.bgWG.Add(1)
+	go func() {
+		defer r.bgWG.Done()
+		err := r.deps.Files.Watch(ctx, paths, func(path string) {
+			for _, f := range byPath[path] {
+				r.post(event{file: &FileValue{File: f.Name, Value: r.readFile(f)}})
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			r.log.Error("watching track_file files failed; changes to them are not seen", "err", err)
+		}
+	}()
 }
 
 // vipPreparer is an AddressManager that can get ready for an address
@@ -862,6 +956,9 @@ func (r *Router) shutdown(notesDone chan struct{}) {
 	r.mu.Lock()
 	if r.scriptCancel != nil {
 		r.scriptCancel()
+	}
+	if r.fileCancel != nil {
+		r.fileCancel()
 	}
 	r.m.Step(r.deps.Clock.Now(), Shutdown{})
 	r.do(r.m.Ready())

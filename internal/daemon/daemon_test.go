@@ -234,6 +234,11 @@ global_defs {
     vrrp_rlimit_rttime 5000
     vrrp_cpu_affinity 1
 }
+track_file maint {
+    file /run/maint
+    weight -5 reverse
+    init_file 2 overwrite
+}
 vrrp_instance VI_1 {
     interface eth0
     virtual_router_id 7
@@ -245,6 +250,9 @@ vrrp_instance VI_1 {
     garp_lower_prio_delay 10
     notify_master_rx_lower_pri /bin/true
     check_unicast_src
+    track_file {
+        maint weight 7
+    }
     virtual_ipaddress {
         10.0.0.100
     }
@@ -263,6 +271,13 @@ vrrp_instance VI_1 {
 	}
 	if want := (vrrp.ThreadConfig{RealtimePriority: 30, RTTimeLimit: 5 * time.Millisecond, CPUs: []int{1}}); !reflect.DeepEqual(v.Thread, want) {
 		t.Errorf("thread %+v, want %+v", v.Thread, want)
+	}
+	if want := []vrrp.FileConfig{{Name: "maint", Path: "/run/maint", Init: true, InitValue: 2, InitOverwrite: true}}; !slices.Equal(v.Files, want) {
+		t.Errorf("files %+v, want %+v", v.Files, want)
+	}
+	// The instance's weight, the block's direction (keepalived's rule).
+	if want := []vrrp.TrackFile{{Name: "maint", Weight: 7, Reverse: true}}; !slices.Equal(v.Instances[0].TrackFiles, want) {
+		t.Errorf("track files %+v, want %+v", v.Instances[0].TrackFiles, want)
 	}
 	in := v.Instances[0]
 	if v.StartupDelay != 2*time.Second || in.McastGroup != netip.MustParseAddr("224.0.0.99") ||

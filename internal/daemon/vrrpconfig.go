@@ -37,6 +37,11 @@ func VRRPConfig(cfg *config.Config) (vrrp.Config, []string, error) {
 		out.Scripts = append(out.Scripts, sc)
 	}
 
+	for _, f := range cfg.TrackFiles {
+		out.Files = append(out.Files, vrrp.FileConfig{Name: f.Name, Path: f.Path,
+			Init: f.InitFile, InitValue: f.InitValue, InitOverwrite: f.InitOverwrite})
+	}
+
 	groupOf := map[string]*config.SyncGroup{}
 	for _, sg := range cfg.SyncGroups {
 		out.SyncGroups = append(out.SyncGroups, vrrp.SyncGroupConfig{
@@ -92,6 +97,7 @@ func instance(in *config.VRRPInstance, g config.Global, warn func(config.Pos, st
 		},
 		TrackInterfaces: trackInterfaces(in.TrackInterfaces),
 		TrackScripts:    trackScripts(in.TrackScripts),
+		TrackFiles:      trackFiles(in.TrackFiles),
 		Notify:          notify(in.Notify),
 	}
 	if in.VRID < 1 || in.VRID > 255 {
@@ -184,6 +190,14 @@ func trackScripts(ts []config.TrackScript) []vrrp.TrackScript {
 	var out []vrrp.TrackScript
 	for _, t := range ts {
 		out = append(out, vrrp.TrackScript{Name: t.Name, Weight: t.Weight, Reverse: t.Reverse})
+	}
+	return out
+}
+
+func trackFiles(tf []config.TrackFileRef) []vrrp.TrackFile {
+	var out []vrrp.TrackFile
+	for _, t := range tf {
+		out = append(out, vrrp.TrackFile{Name: t.Name, Weight: t.Weight, Reverse: t.Reverse})
 	}
 	return out
 }
