@@ -59,7 +59,9 @@ type FileWatcher interface {
 	// overwrite (keepalived's init_file).
 	Init(path string, value int64, overwrite bool) error
 	// Watch calls changed with a path of paths that may have changed
-	// (written, replaced, created or removed) until ctx ends.
+	// (written, replaced, created or removed) until ctx ends; and once
+	// with each path when the watch is in place, so a change between a
+	// read and the watch is not lost.
 	Watch(ctx context.Context, paths []string, changed func(path string)) error
 }
 

@@ -101,6 +101,11 @@ func (LinuxFiles) Watch(ctx context.Context, paths []string, changed func(path s
 		}
 		byDir[wd][base] = append(byDir[wd][base], p)
 	}
+	// Once watched, every file counts as changed: a change between the
+	// caller's last read and the watch is not lost.
+	for _, p := range paths {
+		changed(p)
+	}
 	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
 		n, err := f.Read(buf)

@@ -20,8 +20,8 @@ func TestParseTrackValue(t *testing.T) {
 }
 
 // TestLinuxFiles: init_file creates (and with overwrite rewrites) a
-// file, Read reads its number, and Watch reports a write in place, a
-// replacement by rename, and a removal.
+// file, Read reads its number, and Watch reports each file once watched,
+// then a write in place, a replacement by rename, and a removal.
 func TestLinuxFiles(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "maint")
@@ -63,23 +63,12 @@ func TestLinuxFiles(t *testing.T) {
 			<-changed
 		}
 	}
-	// Write until the first change is seen: Watch has no "ready" signal,
-	// and a write before its inotify watch exists is not reported.
-	for seen := false; !seen; {
-		if err := os.WriteFile(path, []byte("3\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-changed:
-			seen = true
-		case <-time.After(20 * time.Millisecond):
-		case err := <-done:
-			t.Fatalf("Watch ended: %v", err)
-		}
+	// Each file is reported once the watch is in place.
+	wait("watch in place")
+	if err := os.WriteFile(path, []byte("3\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	for len(changed) > 0 {
-		<-changed
-	}
+	wait("write")
 	tmp := filepath.Join(dir, ".maint.tmp")
 	if err := os.WriteFile(tmp, []byte("4\n"), 0o644); err != nil {
 		t.Fatal(err)
