@@ -1134,6 +1134,22 @@ func (m *Machine) Scripts() []ScriptStatus {
 	return out
 }
 
+// FileStatus is a track_file's value as last read.
+type FileStatus struct {
+	Name  string
+	Value int64
+}
+
+// Files returns every track_file's value, by name.
+func (m *Machine) Files() []FileStatus {
+	out := make([]FileStatus, 0, len(m.files))
+	for name, v := range m.files {
+		out = append(out, FileStatus{Name: name, Value: v})
+	}
+	slices.SortFunc(out, func(a, b FileStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // Status returns a snapshot of every instance, in configuration order.
 func (m *Machine) Status() []InstanceStatus {
 	out := make([]InstanceStatus, 0, len(m.instances))

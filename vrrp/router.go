@@ -165,6 +165,18 @@ func (r *Router) Scripts() []ScriptStatus {
 	return r.m.Scripts()
 }
 
+// Files returns the value of every track_file an instance follows, as
+// last read.
+func (r *Router) Files() []FileStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tracked := map[string]bool{}
+	for _, f := range trackedFiles(r.cfg) {
+		tracked[f.Name] = true
+	}
+	return slices.DeleteFunc(r.m.Files(), func(f FileStatus) bool { return !tracked[f.Name] })
+}
+
 // Errors counts packets dropped before they could be matched to an
 // instance (malformed, or for a VRID no instance runs), by reason.
 func (r *Router) Errors() map[packet.Reason]uint64 {

@@ -52,6 +52,9 @@ func (d *Daemon) Snapshot(ctx context.Context) (status.Snapshot, error) {
 	for _, sc := range d.router.Scripts() {
 		snap.Scripts = append(snap.Scripts, status.Script{Name: sc.Name, OK: sc.OK})
 	}
+	for _, f := range d.router.Files() {
+		snap.TrackFiles = append(snap.TrackFiles, status.TrackFile{Name: f.Name, Value: f.Value})
+	}
 	if drops := d.VRRPErrors(); len(drops) > 0 {
 		snap.VRRPDropped = drops
 	}

@@ -36,6 +36,7 @@ type Collector struct {
 	prioZeroSent, prioZeroReceived          *prometheus.Desc
 	transitions, receiveErrors              *prometheus.Desc
 	scriptStatus                            *prometheus.Desc
+	trackFileValue                          *prometheus.Desc
 	servicePackets, serviceBytes, newFlows  *prometheus.Desc
 	serviceActive, quorumUp, sorryActive    *prometheus.Desc
 	backendPackets, backendBytes            *prometheus.Desc
@@ -74,6 +75,7 @@ func NewCollector(src Source, log *slog.Logger) *Collector {
 		transitions:       d("vrrp_transitions_total", "VRRP state transitions.", vrrpLabels...),
 		receiveErrors:     d("vrrp_receive_errors_total", "Received VRRP packets dropped, by reason.", "iname", "intf", "vrid", "reason"),
 		scriptStatus:      d("script_status", "vrrp_script result after rise/fall: 1 good, 0 bad.", "name"),
+		trackFileValue:    d("track_file_value", "The number a track_file's file holds, as last read.", "name"),
 		servicePackets:    d("service_packets_total", "Packets forwarded for a virtual service.", svcLabels...),
 		serviceBytes:      d("service_bytes_total", "Bytes forwarded for a virtual service.", svcLabels...),
 		newFlows:          d("service_new_flows_total", "New flows (connections) scheduled for a virtual service.", svcLabels...),
@@ -108,7 +110,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.up, c.vrrpState, c.priority, c.effectivePriority, c.advertsSent,
 		c.advertsReceived, c.becameMaster, c.releasedMaster, c.prioZeroSent,
-		c.prioZeroReceived, c.transitions, c.receiveErrors, c.scriptStatus,
+		c.prioZeroReceived, c.transitions, c.receiveErrors, c.scriptStatus, c.trackFileValue,
 		c.servicePackets, c.serviceBytes, c.newFlows, c.serviceActive,
 		c.quorumUp, c.sorryActive, c.backendPackets, c.backendBytes,
 		c.backendFlows, c.backendUp, c.backendWeight, c.checkLatency,
@@ -159,6 +161,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, sc := range snap.Scripts {
 		gauge(c.scriptStatus, boolValue(sc.OK), sc.Name)
+	}
+	for _, f := range snap.TrackFiles {
+		gauge(c.trackFileValue, float64(f.Value), f.Name)
 	}
 	for _, svc := range snap.Services {
 		sl := []string{svc.Name(), svc.Protocol, addrLabel(svc), strconv.Itoa(int(svc.Port))}

@@ -35,6 +35,7 @@ func seedSnapshot() status.Snapshot {
 			Packets: 30, Bytes: 3000, NewFlows: 3,
 			Backends: []status.Backend{{Addr: netip.MustParseAddr("192.168.8.130"), Port: 80, Weight: 1, EffectiveWeight: 1, Healthy: true, Packets: 20, Bytes: 2000, ActiveFlows: 2}},
 		}},
+		TrackFiles:    []status.TrackFile{{Name: "maint", Value: 1}},
 		PacketReasons: map[string]uint64{"tx": 30},
 	}
 }
@@ -57,10 +58,13 @@ xkeep_backend_packets_total{backend="192.168.8.130:80",port="80",protocol="TCP",
 # HELP xkeep_dataplane_packets_total Dataplane packets by verdict and pass/drop reason.
 # TYPE xkeep_dataplane_packets_total counter
 xkeep_dataplane_packets_total{reason="tx"} 30
+# HELP xkeep_track_file_value The number a track_file's file holds, as last read.
+# TYPE xkeep_track_file_value gauge
+xkeep_track_file_value{name="maint"} 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"xkeep_vrrp_state", "xkeep_advertisements_sent_total", "xkeep_vrrp_receive_errors_total",
-		"xkeep_backend_packets_total", "xkeep_dataplane_packets_total"); err != nil {
+		"xkeep_backend_packets_total", "xkeep_dataplane_packets_total", "xkeep_track_file_value"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -78,6 +78,13 @@ func Render(w io.Writer, s Snapshot) error {
 		}
 		fmt.Fprintf(tw, "vrrp_script: %s\n", strings.Join(scripts, ", "))
 	}
+	if len(s.TrackFiles) > 0 {
+		var files []string
+		for _, f := range s.TrackFiles {
+			files = append(files, fmt.Sprintf("%s %d", f.Name, f.Value))
+		}
+		fmt.Fprintf(tw, "track_file: %s\n", strings.Join(files, ", "))
+	}
 
 	fmt.Fprintln(tw, "\nVirtual services")
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\tFlags\tNewFlows\tPackets\tBytes\t")

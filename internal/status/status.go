@@ -36,12 +36,13 @@ func StateNumber(state string) int {
 
 // Snapshot is the daemon's state and counters at Time.
 type Snapshot struct {
-	Time      time.Time  `json:"time"`
-	Dataplane string     `json:"dataplane"`
-	Config    Config     `json:"config"`
-	Instances []Instance `json:"instances"`
-	Scripts   []Script   `json:"scripts,omitempty"`
-	Services  []Service  `json:"services"`
+	Time       time.Time   `json:"time"`
+	Dataplane  string      `json:"dataplane"`
+	Config     Config      `json:"config"`
+	Instances  []Instance  `json:"instances"`
+	Scripts    []Script    `json:"scripts,omitempty"`
+	TrackFiles []TrackFile `json:"track_files,omitempty"`
+	Services   []Service   `json:"services"`
 	// PacketReasons counts dataplane packets by verdict and pass/drop reason.
 	PacketReasons map[string]uint64 `json:"packet_reasons,omitempty"`
 	// VRRPDropped counts received VRRP packets dropped before they could
@@ -119,6 +120,12 @@ type Script struct {
 	Name string `json:"name"`
 	// OK is the script's debounced result (after rise/fall).
 	OK bool `json:"ok"`
+}
+
+// TrackFile is a track_file's value as last read.
+type TrackFile struct {
+	Name  string `json:"name"`
+	Value int64  `json:"value"`
 }
 
 // Service is a virtual server and its real servers.

@@ -30,6 +30,7 @@ func sample() Snapshot {
 			},
 		}},
 		Scripts:       []Script{{Name: "chk_http", OK: true}, {Name: "chk_disk", OK: false}},
+		TrackFiles:    []TrackFile{{Name: "maint", Value: 1}},
 		PacketReasons: map[string]uint64{"tx": 30, "pass_not_vip": 7},
 	}
 }
@@ -45,7 +46,7 @@ func TestRenderShowsInstancesAndServicesLikeIpvsadm(t *testing.T) {
 		"VI_1", "MASTER", "100", "80", "192.168.8.130", "192.168.8.100",
 		"TCP 192.168.8.100:80", "persistent 50,served",
 		"-> 192.168.8.130:80", "Route", "-> 192.168.8.131:80", "0/1", "DOWN",
-		"pass_not_vip", "vrrp_script: chk_http ok, chk_disk FAILING",
+		"pass_not_vip", "vrrp_script: chk_http ok, chk_disk FAILING", "track_file: maint 1",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
