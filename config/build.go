@@ -26,9 +26,10 @@ type builder struct {
 	// tried records the keywords written in an instance, valid or not, so
 	// an invalid value is not reported again as missing.
 	tried map[*VRRPInstance]map[string]bool
-	// trackFileLines holds each instance's track_file lines until the
-	// track_file blocks they name are all read.
-	trackFileLines map[*VRRPInstance][]trackFileEntry
+	// trackFileLines holds each instance's (or sync group's, keyed by its
+	// *SyncGroup) track_file lines until the track_file blocks they name
+	// are all read.
+	trackFileLines map[any][]trackFileEntry
 	// Lookups by name (the Config's own lookups are linear).
 	scripts    map[string]*VRRPScript
 	trackFiles map[string]*TrackFile
@@ -43,7 +44,7 @@ func newBuilder(opts *LoadOptions, d *diagSink) *builder {
 		memberPos:      map[*SyncGroup][]Pos{},
 		checkerStates:  map[*Checker]*checkerState{},
 		tried:          map[*VRRPInstance]map[string]bool{},
-		trackFileLines: map[*VRRPInstance][]trackFileEntry{},
+		trackFileLines: map[any][]trackFileEntry{},
 		scripts:        map[string]*VRRPScript{},
 		trackFiles:     map[string]*TrackFile{},
 		instances:      map[string]*VRRPInstance{},

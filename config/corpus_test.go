@@ -696,3 +696,19 @@ func TestTrackFiles(t *testing.T) {
 		t.Errorf("VI_2 track_file plain at %v, want %v", got, want)
 	}
 }
+
+// TestSyncGroupTrackFiles: a vrrp_sync_group's track_file block reads as
+// an instance's does (the daemon gives it to every member).
+func TestSyncGroupTrackFiles(t *testing.T) {
+	src := conf("track_file maint {", "    file /run/maint", "    weight 0", "}") + vi() + conf(
+		"vrrp_instance VI_2 {", "    interface eth0", "    virtual_router_id 52", "    virtual_ipaddress { 192.168.1.11 }", "}",
+		"vrrp_sync_group G1 {", "    group {", "        VI_1", "        VI_2", "    }", "    track_file {", "        maint", "    }", "}")
+	c, diags, err := Parse("t.conf", []byte(src), LoadOptions{Strict: true})
+	if err != nil {
+		t.Fatalf("%v\n%v", err, diags)
+	}
+	want := []TrackFileRef{{Name: "maint", Weight: 0, Pos: Pos{File: "t.conf", Line: 21, Col: 9}}}
+	if got := c.SyncGroups[0].TrackFiles; !slices.Equal(got, want) {
+		t.Errorf("sync group track_file = %+v, want %+v", got, want)
+	}
+}

@@ -173,7 +173,7 @@ func TestDiagnostics(t *testing.T) {
 		{"undefined track_file among others", conf("track_file a {", "    file /run/a", "}", "track_file b {", "    file /run/b", "}") + vi("    track_file {", "        tf", "    }"),
 			LoadOptions{}, []string{`t.conf:12:9: vrrp_instance VI_1: track_file "tf" is not a defined track_file (defined: a, b)`}},
 		{"track_file defined after the instance", vi("    track_file {", "        tf", "    }") + conf("track_file tf {", "    file /run/tf", "}"),
-			LoadOptions{}, []string{`t.conf:6:9: warning: vrrp_instance VI_1: track_file "tf" is defined after the instance, at t.conf:9:1 (keepalived ignores it there, xkeep does not; move the track_file block above the vrrp_instance)`}},
+			LoadOptions{}, []string{`t.conf:6:9: warning: vrrp_instance VI_1: track_file "tf" is defined after it, at t.conf:9:1 (keepalived ignores it there, xkeep does not; move the track_file block above)`}},
 		{"track_file entry weight out of range", conf("track_file tf {", "    file /run/tf", "}") + vi("    track_file {", "        tf weight 255", "    }"),
 			LoadOptions{}, []string{`t.conf:9:19: invalid weight "255" for tf (want weight -254..254 [reverse])`}},
 		{"track_file entry option", conf("track_file tf {", "    file /run/tf", "}") + vi("    track_file {", "        tf wieght 2", "    }"),
@@ -192,9 +192,9 @@ func TestDiagnostics(t *testing.T) {
 			conf("vrrp_instance VI_2 {", "    interface eth0", "    virtual_router_id 52", "    virtual_ipaddress { 192.168.1.11 }", "}",
 				"vrrp_sync_group G1 {", "    group {", "        VI_1", "        VI_2", "    }", "    sync_group_tracking_weight", "}"),
 			LoadOptions{}, nil},
-		{"track_file on a sync group", vi() + conf("vrrp_instance VI_2 {", "    interface eth0", "    virtual_router_id 52", "    virtual_ipaddress { 192.168.1.11 }", "}",
+		{"undefined track_file on a sync group", vi() + conf("vrrp_instance VI_2 {", "    interface eth0", "    virtual_router_id 52", "    virtual_ipaddress { 192.168.1.11 }", "}",
 			"vrrp_sync_group G1 {", "    group {", "        VI_1", "        VI_2", "    }", "    track_file {", "        tf", "    }", "}"),
-			LoadOptions{}, []string{`t.conf:16:5: warning: track_file: recognised but not supported by xkeep (put track_file in the member vrrp_instances instead)`}},
+			LoadOptions{}, []string{`t.conf:17:9: vrrp_sync_group G1: track_file "tf" is not a defined track_file (none is defined)`}},
 
 		{"sync group member", vi() + conf("vrrp_sync_group G1 {", "    group {", "        VI_1", "        VI_9", "    }", "}"),
 			LoadOptions{}, []string{

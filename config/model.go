@@ -444,8 +444,10 @@ type SyncGroup struct {
 	Instances       []string         `json:"group"`
 	TrackScripts    []TrackScript    `json:"track_script,omitempty"`
 	TrackInterfaces []TrackInterface `json:"track_interface,omitempty"`
-	Notify          Notify           `json:"notify"`
-	SMTPAlert       bool             `json:"smtp_alert"`
+	// TrackFiles apply to every member, as if each tracked them.
+	TrackFiles []TrackFileRef `json:"track_file,omitempty"`
+	Notify     Notify         `json:"notify"`
+	SMTPAlert  bool           `json:"smtp_alert"`
 	// TrackingWeight is sync_group_tracking_weight (or the deprecated
 	// global_tracking): member trackers keep their weights.
 	TrackingWeight bool `json:"sync_group_tracking_weight"`

@@ -101,9 +101,11 @@ func (b *builder) initFile(n *node, f *TrackFile) {
 	}
 }
 
-// trackFileEntries reads the lines of an instance's track_file block:
-// "NAME [weight N [reverse|noreverse]]".
-func (b *builder) trackFileEntries(n *node, in *VRRPInstance) {
+// trackFileEntries reads the lines of a vrrp_instance's or
+// vrrp_sync_group's track_file block: "NAME [weight N
+// [reverse|noreverse]]". owner names it in messages ("vrrp_instance
+// VI_1"); key is the instance or group, for trackFileLines.
+func (b *builder) trackFileEntries(n *node, owner string, key any) {
 	b.extra(n, 0)
 	if !b.needBlock(n) {
 		return
@@ -129,18 +131,18 @@ func (b *builder) trackFileEntries(n *node, in *VRRPInstance) {
 			// direction stays.
 			e.reverseSet = len(c.args) > 2 && (c.args[2].Text == "reverse" || c.args[2].Text == "noreverse")
 		}
-		if prev := b.trackFileEntryAt(in, e.ref.Name); prev.IsValid() {
-			b.d.warnf(e.ref.Pos, "vrrp_instance %s: track_file %s is already tracked at %s (this one is ignored, as keepalived ignores it)", in.Name, e.ref.Name, prev)
+		if prev := b.trackFileEntryAt(key, e.ref.Name); prev.IsValid() {
+			b.d.warnf(e.ref.Pos, "%s: track_file %s is already tracked at %s (this one is ignored, as keepalived ignores it)", owner, e.ref.Name, prev)
 			continue
 		}
-		b.trackFileLines[in] = append(b.trackFileLines[in], e)
+		b.trackFileLines[key] = append(b.trackFileLines[key], e)
 	}
 }
 
-// trackFileEntryAt returns where the instance already tracks the named
-// track_file, or an invalid Pos.
-func (b *builder) trackFileEntryAt(in *VRRPInstance, name string) Pos {
-	for _, e := range b.trackFileLines[in] {
+// trackFileEntryAt returns where the instance or group already tracks
+// the named track_file, or an invalid Pos.
+func (b *builder) trackFileEntryAt(key any, name string) Pos {
+	for _, e := range b.trackFileLines[key] {
 		if e.ref.Name == name {
 			return e.ref.Pos
 		}
@@ -148,18 +150,19 @@ func (b *builder) trackFileEntryAt(in *VRRPInstance, name string) Pos {
 	return Pos{}
 }
 
-// resolveTrackFiles checks that the instance's tracked files exist and
-// fills in.TrackFiles, giving each entry the track_file's weight and
-// direction unless it wrote its own.
-func (b *builder) resolveTrackFiles(in *VRRPInstance) {
-	for _, e := range b.trackFileLines[in] {
+// resolveTrackFiles checks that the tracked files of an instance or group
+// exist and returns them, each with the track_file's weight and direction
+// unless its line wrote its own.
+func (b *builder) resolveTrackFiles(owner string, key any) []TrackFileRef {
+	var out []TrackFileRef
+	for _, e := range b.trackFileLines[key] {
 		f := b.trackFiles[e.ref.Name]
 		if f == nil {
-			b.d.errorf(e.ref.Pos, "vrrp_instance %s: track_file %q is not a defined track_file%s", in.Name, e.ref.Name, b.trackFileNames())
+			b.d.errorf(e.ref.Pos, "%s: track_file %q is not a defined track_file%s", owner, e.ref.Name, b.trackFileNames())
 			continue
 		}
 		if !e.definedBefore {
-			b.d.warnf(e.ref.Pos, "vrrp_instance %s: track_file %q is defined after the instance, at %s (keepalived ignores it there, xkeep does not; move the track_file block above the vrrp_instance)", in.Name, e.ref.Name, f.Pos)
+			b.d.warnf(e.ref.Pos, "%s: track_file %q is defined after it, at %s (keepalived ignores it there, xkeep does not; move the track_file block above)", owner, e.ref.Name, f.Pos)
 		}
 		ref := e.ref
 		if !e.weightSet {
@@ -168,8 +171,9 @@ func (b *builder) resolveTrackFiles(in *VRRPInstance) {
 		if !e.reverseSet {
 			ref.Reverse = f.Reverse
 		}
-		in.TrackFiles = append(in.TrackFiles, ref)
+		out = append(out, ref)
 	}
+	return out
 }
 
 func (b *builder) trackFileNames() string {

@@ -40,7 +40,6 @@ var instanceUnsupported = map[string]string{
 // syncGroupUnsupported lists vrrp_sync_group keywords xkeep recognises but
 // does not implement.
 var syncGroupUnsupported = map[string]string{
-	"track_file":              "put track_file in the member vrrp_instances instead",
 	"track_process":           altTrackProc,
 	"track_bfd":               altBFD,
 	"notify_priority_changes": altFifo,
@@ -184,7 +183,7 @@ func (b *builder) vrrpInstance(n *node) {
 		case "track_interface":
 			in.TrackInterfaces = append(in.TrackInterfaces, b.trackInterfaces(c)...)
 		case "track_file":
-			b.trackFileEntries(c, in)
+			b.trackFileEntries(c, "vrrp_instance "+in.Name, in)
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify", "notify_master_rx_lower_pri":
 			ok = b.notify(c, &in.Notify)
 		case "nopreempt":
@@ -622,6 +621,8 @@ func (b *builder) syncGroup(n *node) {
 			}
 		case "track_script":
 			g.TrackScripts = append(g.TrackScripts, b.trackScripts(c)...)
+		case "track_file":
+			b.trackFileEntries(c, "vrrp_sync_group "+g.Name, g)
 		case "track_interface":
 			g.TrackInterfaces = append(g.TrackInterfaces, b.trackInterfaces(c)...)
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
@@ -872,7 +873,7 @@ func (b *builder) resolveInstances() {
 
 		b.roundAdvert(in, where("advert_int"))
 		b.resolveTrackScripts(in.TrackScripts, fmt.Sprintf("vrrp_instance %s", in.Name))
-		b.resolveTrackFiles(in)
+		in.TrackFiles = append(in.TrackFiles, b.resolveTrackFiles("vrrp_instance "+in.Name, in)...)
 		if in.Owner() {
 			for _, ts := range in.TrackScripts {
 				if ts.Weight != 0 {
@@ -1024,6 +1025,7 @@ func (b *builder) resolveSyncGroups() {
 		}
 		g.Instances = names
 		b.resolveTrackScripts(g.TrackScripts, fmt.Sprintf("vrrp_sync_group %s", g.Name))
+		g.TrackFiles = b.resolveTrackFiles("vrrp_sync_group "+g.Name, g)
 		switch len(names) {
 		case 0:
 			b.d.warnf(g.Pos, "vrrp_sync_group %s has no instances (ignored; list them in group { ... })", g.Name)

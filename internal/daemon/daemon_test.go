@@ -336,3 +336,41 @@ func TestScriptSecurityFollowsConfigAndFlag(t *testing.T) {
 		t.Errorf("--allow-insecure-scripts: %v, want AllowAllScripts", got)
 	}
 }
+
+// A sync group's track_file applies to every member, as its track_script
+// does.
+func TestVRRPConfigGivesSyncGroupTrackFilesToMembers(t *testing.T) {
+	const conf = `
+track_file maint {
+    file /run/maint
+    weight 0
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 1
+    virtual_ipaddress { 10.0.0.1 }
+}
+vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 2
+    virtual_ipaddress { 10.0.0.2 }
+}
+vrrp_sync_group G {
+    group { VI_1 VI_2 }
+    track_file { maint }
+}
+`
+	cfg, _, err := config.Parse("keepalived.conf", []byte(conf), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := VRRPConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range v.Instances {
+		if want := []vrrp.TrackFile{{Name: "maint"}}; !slices.Equal(in.TrackFiles, want) {
+			t.Errorf("%s track files %+v, want %+v", in.Name, in.TrackFiles, want)
+		}
+	}
+}

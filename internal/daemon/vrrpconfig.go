@@ -60,6 +60,7 @@ func VRRPConfig(cfg *config.Config) (vrrp.Config, []string, error) {
 		if sg := groupOf[in.Name]; sg != nil {
 			ic.TrackInterfaces = append(ic.TrackInterfaces, trackInterfaces(sg.TrackInterfaces)...)
 			ic.TrackScripts = append(ic.TrackScripts, trackScripts(sg.TrackScripts)...)
+			ic.TrackFiles = append(ic.TrackFiles, trackFiles(sg.TrackFiles)...)
 		}
 		out.Instances = append(out.Instances, ic)
 	}
