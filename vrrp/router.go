@@ -228,14 +228,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("vrrp: list links: %w", err)
 	}
-	go func() {
-		err := r.deps.Network.WatchLinks(linkCtx, func(ev LinkEvent) {
-			r.post(event{link: &ev})
-		})
-		if err != nil && linkCtx.Err() == nil {
-			r.log.Error("watching links failed; link state changes are not seen", "err", err)
-		}
-	}()
+	go r.watchLinks(linkCtx)
 	notesDone := make(chan struct{})
 	go r.deliverNotes(notesDone)
 
@@ -303,6 +296,47 @@ func (r *Router) Run(ctx context.Context) error {
 				}
 			}
 			r.mu.Unlock()
+		}
+	}
+}
+
+// linkRewatchDelay is how long after a failed link watch (a netlink
+// socket overrun, say) the router watches again.
+const linkRewatchDelay = time.Second
+
+// watchLinks follows link and address changes until ctx ends. A watch
+// that fails is started again: it reports every existing link when it
+// starts, and links that vanished meanwhile are reported gone.
+func (r *Router) watchLinks(ctx context.Context) {
+	for {
+		err := r.deps.Network.WatchLinks(ctx, func(ev LinkEvent) {
+			r.post(event{link: &ev})
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Error("watching links failed; watching again", "err", err, "in", linkRewatchDelay)
+		t := r.deps.Clock.NewTimer(linkRewatchDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.Chan():
+		}
+		now, err := r.deps.Network.Links()
+		if err != nil {
+			continue
+		}
+		r.mu.Lock()
+		var gone []string
+		for name := range r.links {
+			if _, ok := now[name]; !ok {
+				gone = append(gone, name)
+			}
+		}
+		r.mu.Unlock()
+		for _, name := range gone {
+			r.post(event{link: &LinkEvent{Name: name, Gone: true}})
 		}
 	}
 }

@@ -186,6 +186,29 @@ func TestRouterTrackScriptAndLinkFault(t *testing.T) {
 	advanceUntil(t, clock, 2*time.Second, "a master again", func() bool { return a.state("VI_1") == vrrp.StateMaster })
 }
 
+// A link watch that fails (a netlink socket overrun) is started again:
+// a link going down after that still puts the instance in FAULT, and one
+// removed while nobody watched is seen gone.
+func TestRouterWatchesLinksAgainAfterAFailure(t *testing.T) {
+	clock := vrrptest.NewClock(time.Unix(1000, 0))
+	seg := &vrrptest.Segment{}
+	a := startNode(t, clock, seg, "10.0.0.1", instCfg(255))
+	advanceUntil(t, clock, time.Second, "a master", func() bool { return a.state("VI_1") == vrrp.StateMaster })
+
+	a.host.BreakWatch(errors.New("recvmsg: no buffer space available"))
+	a.host.SetLink("eth0", false) // while nobody watches: seen when watching again
+	advanceUntil(t, clock, 3*time.Second, "a in FAULT after the watch restarts", func() bool { return a.state("VI_1") == vrrp.StateFault })
+	a.host.SetLink("eth0", true)
+	advanceUntil(t, clock, 3*time.Second, "a master again", func() bool { return a.state("VI_1") == vrrp.StateMaster })
+
+	a.host.BreakWatch(errors.New("recvmsg: no buffer space available"))
+	a.host.RemoveLink("eth0")
+	advanceUntil(t, clock, 3*time.Second, "a in FAULT: eth0 gone", func() bool { return a.state("VI_1") == vrrp.StateFault })
+	if r := a.router.Status()[0].FaultReasons; len(r) == 0 || r[0] != "interface eth0 missing" {
+		t.Fatalf("fault reasons %q", r)
+	}
+}
+
 func TestRouterReloadKeepsUnchangedInstance(t *testing.T) {
 	clock := vrrptest.NewClock(time.Unix(1000, 0))
 	seg := &vrrptest.Segment{}

@@ -131,7 +131,7 @@ type Host struct {
 	removed   map[string]bool
 	listens   map[string]int
 	failures  map[string]error
-	watchers  []func(vrrp.LinkEvent)
+	watchers  []*linkWatch
 }
 
 // NewHost attaches a host with the given primary address.
@@ -195,10 +195,17 @@ func (h *Host) Links() (map[string]bool, error) {
 	return out, nil
 }
 
+// linkWatch is one running WatchLinks.
+type linkWatch struct {
+	fn     func(vrrp.LinkEvent)
+	broken chan error
+}
+
 // WatchLinks implements vrrp.Network.
 func (h *Host) WatchLinks(ctx context.Context, fn func(vrrp.LinkEvent)) error {
+	w := &linkWatch{fn: fn, broken: make(chan error, 1)}
 	h.mu.Lock()
-	h.watchers = append(h.watchers, fn)
+	h.watchers = append(h.watchers, w)
 	var now []vrrp.LinkEvent
 	for name, up := range h.links {
 		now = append(now, vrrp.LinkEvent{Name: name, Up: up})
@@ -207,8 +214,25 @@ func (h *Host) WatchLinks(ctx context.Context, fn func(vrrp.LinkEvent)) error {
 	for _, ev := range now {
 		fn(ev)
 	}
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-w.broken:
+		return err
+	}
+}
+
+// BreakWatch ends every running WatchLinks with err, as a netlink socket
+// overrun ends the real one; changes from then on reach no watcher until
+// WatchLinks is called again.
+func (h *Host) BreakWatch(err error) {
+	h.mu.Lock()
+	ws := h.watchers
+	h.watchers = nil
+	h.mu.Unlock()
+	for _, w := range ws {
+		w.broken <- err
+	}
 }
 
 // SetLink creates a link or changes its state, and tells the watchers.
@@ -235,7 +259,7 @@ func (h *Host) notify(ev vrrp.LinkEvent) {
 	ws := slices.Clone(h.watchers)
 	h.mu.Unlock()
 	for _, w := range ws {
-		w(ev)
+		w.fn(ev)
 	}
 }
 
