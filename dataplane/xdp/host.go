@@ -321,30 +321,56 @@ func (h *host) attach(prog *ebpf.Program, ifindex int, mode Mode) (l link.Link, 
 	return l, generic, err
 }
 
+// neighbourResubscribeDelay is how long after a failed neighbour
+// subscription (a netlink socket overrun, say) it is made again.
+const neighbourResubscribeDelay = time.Second
+
 // watchNeighbours calls fn for every neighbour entry the kernel adds or
-// changes with a usable MAC, until done closes.
+// changes with a usable MAC, until done closes. A subscription that fails
+// later (onErr hears why) is made again, listing the existing entries so
+// that changes missed meanwhile are caught up.
 func (h *host) watchNeighbours(done <-chan struct{}, wg *sync.WaitGroup, onErr func(error), fn func(neighKey, net.HardwareAddr)) error {
-	ch := make(chan netlink.NeighUpdate, 256)
-	opts := netlink.NeighSubscribeOptions{ErrorCallback: onErr}
-	if h.ns.IsOpen() {
-		ns := h.ns
-		opts.Namespace = &ns
+	subscribe := func(listExisting bool) (chan netlink.NeighUpdate, error) {
+		ch := make(chan netlink.NeighUpdate, 256)
+		opts := netlink.NeighSubscribeOptions{ErrorCallback: onErr, ListExisting: listExisting}
+		if h.ns.IsOpen() {
+			ns := h.ns
+			opts.Namespace = &ns
+		}
+		if err := netlink.NeighSubscribeWithOptions(ch, done, opts); err != nil {
+			return nil, fmt.Errorf("subscribe to neighbour changes: %w", err)
+		}
+		return ch, nil
 	}
-	if err := netlink.NeighSubscribeWithOptions(ch, done, opts); err != nil {
-		return fmt.Errorf("subscribe to neighbour changes: %w", err)
+	ch, err := subscribe(false)
+	if err != nil {
+		return err
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for u := range ch {
-			if u.Type != unix.RTM_NEWNEIGH || !usableNeigh(u.Neigh) {
-				continue
+		for {
+			for u := range ch {
+				if u.Type != unix.RTM_NEWNEIGH || !usableNeigh(u.Neigh) {
+					continue
+				}
+				a, ok := netip.AddrFromSlice(u.IP)
+				if !ok {
+					continue
+				}
+				fn(neighKey{u.LinkIndex, a.Unmap()}, u.HardwareAddr)
 			}
-			a, ok := netip.AddrFromSlice(u.IP)
-			if !ok {
-				continue
+			// The subscription ended: closed (done) or failed.
+			for ch = nil; ch == nil; {
+				select {
+				case <-done:
+					return
+				case <-time.After(neighbourResubscribeDelay):
+				}
+				if ch, err = subscribe(true); err != nil {
+					onErr(err)
+				}
 			}
-			fn(neighKey{u.LinkIndex, a.Unmap()}, u.HardwareAddr)
 		}
 	}()
 	return nil

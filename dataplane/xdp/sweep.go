@@ -217,5 +217,5 @@ func (d *Dataplane) neighbourError(err error) {
 		return // the subscription's socket was closed by Close/Release
 	default:
 	}
-	d.log.Warn("neighbour subscription", "error", err)
+	d.log.Warn("neighbour subscription failed; subscribing again", "error", err, "in", neighbourResubscribeDelay)
 }

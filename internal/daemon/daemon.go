@@ -335,9 +335,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		if err := d.opts.Addresses.Watch(rctx, d.kick); err != nil && rctx.Err() == nil {
-			d.log.Warn("watching addresses failed; unmanaged VIPs moving between interfaces are noticed at the next change", "err", err)
-		}
+		d.watchAddresses(rctx)
 	}()
 
 	var runErr error
@@ -445,6 +443,31 @@ func (d *Daemon) Reload(ctx context.Context) ([]string, error) {
 	d.log.Info("reloaded", "config", d.opts.ConfigPath, "vrrp_instances", len(l.cfg.Instances),
 		"services", len(l.plan.Services), "took", took.Round(time.Microsecond))
 	return warns, nil
+}
+
+// addressRewatchDelay is how long after a failed address watch (a
+// netlink socket overrun, say) the daemon watches again.
+const addressRewatchDelay = time.Second
+
+// watchAddresses kicks the owner loop on every address change, so a
+// VIP that no vrrp_instance manages is served where it is configured. A
+// watch that fails is started again, with a kick for what it missed.
+func (d *Daemon) watchAddresses(ctx context.Context) {
+	for {
+		err := d.opts.Addresses.Watch(ctx, d.kick)
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("watching addresses failed; watching again", "err", err, "in", addressRewatchDelay)
+		t, c := d.clock.NewTimer(addressRewatchDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-c:
+		}
+		d.kick()
+	}
 }
 
 // Config returns the configuration running now.

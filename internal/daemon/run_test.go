@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -373,4 +374,53 @@ func waitPending(t *testing.T, c *healthtest.Clock, d time.Duration) {
 		}
 		return fmt.Errorf("pending %v", c.Pending())
 	})
+}
+
+// flakyAddresses fails its first watch, as a netlink socket overrun ends
+// one, and counts the watches.
+type flakyAddresses struct {
+	noAddresses
+	watches atomic.Int32
+}
+
+func (f *flakyAddresses) Watch(ctx context.Context, changed func()) error {
+	if f.watches.Add(1) == 1 {
+		return errors.New("recvmsg: no buffer space available")
+	}
+	return f.noAddresses.Watch(ctx, changed)
+}
+
+// A failed address watch is started again a second later, with a kick
+// for the changes it may have missed.
+func TestAddressWatchStartsAgainAfterAFailure(t *testing.T) {
+	addrs := &flakyAddresses{}
+	r := newFakeRig(t, "", false, func(o *Options) { o.Addresses = addrs })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.d.watchAddresses(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitPending(t, r.clock, addressRewatchDelay)
+	select {
+	case <-r.d.wake:
+		t.Fatal("kicked before watching again")
+	default:
+	}
+	r.clock.Advance(addressRewatchDelay)
+	testnet.Eventually(t, 5*time.Second, "a second watch", func() error {
+		if n := addrs.watches.Load(); n != 2 {
+			return fmt.Errorf("%d watches", n)
+		}
+		return nil
+	})
+	select {
+	case <-r.d.wake:
+	default:
+		t.Fatal("no kick for what the failed watch missed")
+	}
 }
