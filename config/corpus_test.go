@@ -1,56 +1,15 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/xkeep/xkeep/internal/testnet"
 )
-
-// findShared returns /work/shared (the seed, keepalived's samples and
-// manual), found next to the repository root; XKEEP_SHARED overrides it.
-func findShared() (string, error) {
-	dir := os.Getenv("XKEEP_SHARED")
-	if dir == "" {
-		root, err := filepath.Abs(".")
-		if err != nil {
-			return "", err
-		}
-		for {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(root)
-			if parent == root {
-				return "", errors.New("no go.mod above the package directory")
-			}
-			root = parent
-		}
-		dir = filepath.Join(filepath.Dir(root), "shared")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "seed")); err != nil {
-		return "", fmt.Errorf("shared fixtures (seed, keepalived samples) not found at %s: %w", dir, err)
-	}
-	return dir, nil
-}
-
-// sharedDir returns the shared fixtures directory or skips the test, saying
-// why, when it is not there. In CI (XKEEP_CI set) it fails instead.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := findShared()
-	if err != nil {
-		if os.Getenv("XKEEP_CI") != "" {
-			t.Fatalf("in CI: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
-	return dir
-}
 
 func globT(t *testing.T, pattern string) []string {
 	t.Helper()
@@ -91,7 +50,7 @@ func loadValid(t *testing.T, file string, opts LoadOptions) *Config {
 // TestSharedConfigsAreValid reads every seed configuration and every
 // keepalived sample: each must load without errors (warnings are listed).
 func TestSharedConfigsAreValid(t *testing.T) {
-	shared := sharedDir(t)
+	shared := testnet.SharedDir(t)
 	files := append(globT(t, filepath.Join(shared, "seed", "*.conf")),
 		globT(t, filepath.Join(shared, "corpus", "keepalived-samples", "*"))...)
 	for _, file := range files {
@@ -167,7 +126,7 @@ func TestSeedModel(t *testing.T) {
 		t.Run(c.file, func(t *testing.T) { checkSeedModel(t, c.file, c.master, c.master) })
 	}
 	t.Run("shared", func(t *testing.T) {
-		shared := sharedDir(t)
+		shared := testnet.SharedDir(t)
 		for _, f := range []string{"master.conf", "backup.conf", "master-lvs.conf", "backup-lvs.conf"} {
 			file := filepath.Join(shared, "seed", f)
 			master := f == "master.conf" || f == "master-lvs.conf"
@@ -335,7 +294,7 @@ func checkSeedModel(t *testing.T, file string, master, withScript bool) {
 // TestSampleModels spot-checks what keepalived's samples resolve to, one
 // feature per sample.
 func TestSampleModels(t *testing.T) {
-	dir := filepath.Join(sharedDir(t), "corpus", "keepalived-samples")
+	dir := filepath.Join(testnet.SharedDir(t), "corpus", "keepalived-samples")
 	load := func(t *testing.T, name string) *Config {
 		return loadValid(t, filepath.Join(dir, "keepalived.conf."+name), LoadOptions{Dataplane: DataplaneIPVS})
 	}

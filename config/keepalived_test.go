@@ -47,7 +47,7 @@ func TestAgainstKeepalived(t *testing.T) {
 		{"testdata/adjusted/vrrp.conf", ""},
 		{"testdata/trackfile/trackfile.conf", ""},
 	}
-	if shared, err := findShared(); err == nil {
+	if shared, err := testnet.FindShared(); err == nil {
 		for _, f := range []string{"master.conf", "backup.conf", "master-lvs.conf", "backup-lvs.conf"} {
 			runs = append(runs, run{filepath.Join(shared, "seed", f), ""})
 		}

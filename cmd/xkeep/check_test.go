@@ -8,30 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xkeep/xkeep/internal/testnet"
 )
 
 const testdata = "../../config/testdata"
-
-// sharedDir returns the shared fixtures directory (next to the repository
-// root), or skips when it is not there (fails in CI, where it must be).
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("XKEEP_SHARED")
-	if dir == "" {
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = filepath.Join(filepath.Dir(root), "shared")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "seed")); err != nil {
-		if os.Getenv("XKEEP_CI") != "" {
-			t.Fatalf("shared fixtures missing in CI: %v", err)
-		}
-		t.Skipf("skipping: shared fixtures not found at %s: %v", dir, err)
-	}
-	return dir
-}
 
 func check(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -67,7 +48,7 @@ func TestCheckSeed(t *testing.T) {
 	files := map[string]string{"testdata": filepath.Join(testdata, "seed", "master.conf")}
 	t.Run("testdata", func(t *testing.T) { checkSeedSummary(t, files["testdata"]) })
 	t.Run("shared", func(t *testing.T) {
-		shared := sharedDir(t)
+		shared := testnet.SharedDir(t)
 		checkSeedSummary(t, filepath.Join(shared, "seed", "master.conf"))
 		for _, f := range []string{"backup.conf", "master-lvs.conf", "backup-lvs.conf"} {
 			code, stdout, stderr := check(t, "-f", filepath.Join(shared, "seed", f), "--strict")
@@ -265,7 +246,7 @@ func TestCheckUsage(t *testing.T) {
 // TestCheckSharedCorpus runs xkeep check on every keepalived sample: each
 // is valid, warnings allowed.
 func TestCheckSharedCorpus(t *testing.T) {
-	shared := sharedDir(t)
+	shared := testnet.SharedDir(t)
 	files, err := filepath.Glob(filepath.Join(shared, "corpus", "keepalived-samples", "*"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no samples: %v", err)

@@ -363,15 +363,9 @@ func TestRestartKeepsFlows(t *testing.T) {
 
 func (l *lab) xdpAttached() bool {
 	l.t.Helper()
-	h, err := l.lb.Netlink()
+	attached, err := l.lb.XDPAttached("eth0")
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	defer h.Close()
-	link, err := h.LinkByName("eth0")
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	x := link.Attrs().Xdp
-	return x != nil && x.Attached
+	return attached
 }

@@ -11,33 +11,13 @@ import (
 	"github.com/xkeep/xkeep/config"
 	"github.com/xkeep/xkeep/dataplane"
 	"github.com/xkeep/xkeep/internal/health"
+	"github.com/xkeep/xkeep/internal/testnet"
 )
-
-// sharedDir is the shared fixtures directory next to the repository (or
-// $XKEEP_SHARED); it skips when absent, and fails in CI, where it must be.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("XKEEP_SHARED")
-	if dir == "" {
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = filepath.Join(filepath.Dir(root), "shared")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "seed")); err != nil {
-		if os.Getenv("XKEEP_CI") != "" {
-			t.Fatalf("shared fixtures missing in CI: %v", err)
-		}
-		t.Skipf("skipping: shared fixtures not found at %s: %v", dir, err)
-	}
-	return dir
-}
 
 // TestSeedTranslates: the seed's master-lvs.conf becomes one served
 // service over its two real servers with their TCP_CHECKs.
 func TestSeedTranslates(t *testing.T) {
-	cfg, _, err := config.Load(filepath.Join(sharedDir(t), "seed", "master-lvs.conf"), config.LoadOptions{})
+	cfg, _, err := config.Load(filepath.Join(testnet.SharedDir(t), "seed", "master-lvs.conf"), config.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +48,7 @@ func TestSeedTranslates(t *testing.T) {
 // config accepts translates for every part, on both dataplanes, except
 // what xkeep refuses on purpose (VRRP AH authentication).
 func TestCorpusTranslates(t *testing.T) {
-	dir := sharedDir(t)
+	dir := testnet.SharedDir(t)
 	seeds, _ := filepath.Glob(filepath.Join(dir, "seed", "*.conf"))
 	samples, _ := filepath.Glob(filepath.Join(dir, "corpus", "keepalived-samples", "keepalived.conf.*"))
 	if len(seeds) == 0 || len(samples) == 0 {

@@ -152,6 +152,22 @@ func (ns *Namespace) AddAddr(link string, p netip.Prefix) error {
 	})
 }
 
+// XDPAttached reports whether an XDP program is attached to a link of
+// the namespace.
+func (ns *Namespace) XDPAttached(link string) (bool, error) {
+	var attached bool
+	err := ns.withNetlink(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(link)
+		if err != nil {
+			return err
+		}
+		x := l.Attrs().Xdp
+		attached = x != nil && (x.Attached || x.ProgId != 0)
+		return nil
+	})
+	return attached, err
+}
+
 // DelAddr removes an address from a link of the namespace.
 func (ns *Namespace) DelAddr(link string, p netip.Prefix) error {
 	return ns.withNetlink(func(h *netlink.Handle) error {

@@ -82,33 +82,7 @@ func TestSIGKILLThenRestartAdoptsThePins(t *testing.T) {
 	x.waitServing(10 * time.Second)
 
 	const n = 6
-	var conns []*client
-	owner := map[*client]string{}
-	for range n {
-		c, err := r.dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		who, err := c.ask()
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		owner[c] = who
-	}
-	askAll := func(when string) {
-		t.Helper()
-		for i, c := range conns {
-			who, err := c.ask()
-			if err != nil {
-				t.Fatalf("%s: connection %d: %v", when, i, err)
-			}
-			if who != owner[c] {
-				t.Fatalf("%s: connection %d answered by %s, was %s", when, i, who, owner[c])
-			}
-		}
-	}
+	askAll := r.holdConns(n).askAll
 
 	x.signal(syscall.SIGKILL, 2*time.Second)
 	// The daemon's output ends when its guard has exited too.

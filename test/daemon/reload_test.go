@@ -35,33 +35,7 @@ func TestReloadKeepsTheMasterAndItsFlows(t *testing.T) {
 	x := r.start(conf{})
 	before := x.waitServing(10 * time.Second)
 
-	var conns []*client
-	owner := map[*client]string{}
-	for range 4 {
-		c, err := r.dial()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		who, err := c.ask()
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		owner[c] = who
-	}
-	askAll := func(when string) {
-		t.Helper()
-		for i, c := range conns {
-			who, err := c.ask()
-			if err != nil {
-				t.Fatalf("%s: connection %d: %v", when, i, err)
-			}
-			if who != owner[c] {
-				t.Fatalf("%s: connection %d answered by %s, was %s", when, i, who, owner[c])
-			}
-		}
-	}
+	askAll := r.holdConns(4).askAll
 	unchanged := func(when string, wantServices int) status.Snapshot {
 		t.Helper()
 		snap, err := x.status()

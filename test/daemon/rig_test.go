@@ -526,6 +526,50 @@ func (c *client) ask() (string, error) {
 
 func (c *client) Close() { c.c.Close() }
 
+// heldConns are open connections through the VIP, each with the real
+// server that answered it first.
+type heldConns struct {
+	t     testing.TB
+	conns []*client
+	owner []string
+}
+
+// holdConns opens n connections and asks each once; they close when the
+// test ends.
+func (r *rig) holdConns(n int) *heldConns {
+	r.t.Helper()
+	h := &heldConns{t: r.t}
+	for range n {
+		c, err := r.dial()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.t.Cleanup(c.Close)
+		who, err := c.ask()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		h.conns = append(h.conns, c)
+		h.owner = append(h.owner, who)
+	}
+	return h
+}
+
+// askAll fails the test unless every connection is still answered by
+// the real server that answered it first.
+func (h *heldConns) askAll(when string) {
+	h.t.Helper()
+	for i, c := range h.conns {
+		who, err := c.ask()
+		if err != nil {
+			h.t.Fatalf("%s: connection %d: %v", when, i, err)
+		}
+		if who != h.owner[i] {
+			h.t.Fatalf("%s: connection %d answered by %s, was %s", when, i, who, h.owner[i])
+		}
+	}
+}
+
 // who opens a new connection and returns the real server answering it.
 func (r *rig) who() (string, error) {
 	c, err := r.dial()
@@ -633,17 +677,11 @@ func (r *rig) ipvsHasDest(port uint16, addr netip.Addr) bool {
 // eth0.
 func (r *rig) xdpAttached() bool {
 	r.t.Helper()
-	h, err := r.lb.Netlink()
+	attached, err := r.lb.XDPAttached("eth0")
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	defer h.Close()
-	l, err := h.LinkByName("eth0")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	x := l.Attrs().Xdp
-	return x != nil && (x.Attached || x.ProgId != 0)
+	return attached
 }
 
 // pinned lists what is pinned in the daemon's pin directory.

@@ -96,7 +96,7 @@ func TestInterfaceAppearsLater(t *testing.T) {
 	// backup for many of its Master_Down_Intervals (361 ms).
 	attach()
 	xa.waitTransition(5*time.Second, "VI_2", "FAULT->BACKUP")
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // watching that VI_2 stays backup: no condition to wait on
 	waitVIP(t, 0, vip2, b, a)
 	if got := xa.transitions("VI_2"); len(got) != 2 {
 		t.Fatalf("VI_2 on a: %v (want it to stay backup while b is master)", got)

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/xkeep/xkeep/internal/testnet"
 )
 
 func xkeepConf(prio int, version int, interval string, vip string) string {
@@ -97,15 +99,14 @@ func TestTwoXkeepsFailover(t *testing.T) {
 
 func waitNeighbour(t *testing.T, h *host, a netip.Addr, mac string) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	testnet.Eventually(t, 3*time.Second, fmt.Sprintf("%s's neighbour entry for %s at %s", h.name, a, mac), func() error {
 		got, err := h.neighbourMAC(a)
-		if err == nil && got == mac {
-			return
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's neighbour entry for %s: %q, %v (want %s)", h.name, a, got, err, mac)
+		if got != mac {
+			return fmt.Errorf("at %q", got)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

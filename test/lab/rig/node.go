@@ -198,17 +198,7 @@ func (w *WebServer) Served() int64 { return w.served.Load() }
 
 // XDPAttached reports whether an XDP program is attached to eth0.
 func (n *Node) XDPAttached() (bool, error) {
-	h, err := n.NS.Netlink()
-	if err != nil {
-		return false, err
-	}
-	defer h.Close()
-	l, err := h.LinkByName("eth0")
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", n.Name, err)
-	}
-	x := l.Attrs().Xdp
-	return x != nil && x.Attached, nil
+	return n.NS.XDPAttached("eth0")
 }
 
 // Pins lists what is pinned in the node's pin directory (relative
