@@ -72,7 +72,10 @@ func RunGuard(r io.Reader, c GuardCleaner, log *slog.Logger) error {
 				continue
 			}
 			if m.Goodbye {
-				log.Debug("the daemon said goodbye: it stopped and removed what it held itself; nothing to do")
+				// The goodbye carries the daemon's final state (it may
+				// come without a report of its own before it).
+				log.Debug("the daemon said goodbye: it stopped and removed what it held itself; nothing to do",
+					"vips", len(m.VIPs), "ipvs_services", len(m.Services))
 				return nil
 			}
 			last = m.guardState
