@@ -246,11 +246,54 @@ func (w *webServer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // harness runs a Manager on a fake clock.
 type harness struct {
-	t    *testing.T
-	clk  *healthtest.Clock
-	m    *health.Manager
-	log  *logBuffer
-	stop func() // cancels Run and waits for it; idempotent
+	t   *testing.T
+	clk *healthtest.Clock
+	m   *health.Manager
+	log *logBuffer
+	// reads watches the checkers' connections, so a test can advance the
+	// clock only once a probe is blocked reading (its last step's timer
+	// armed), not while it is still between steps.
+	reads *readWatch
+	stop  func() // cancels Run and waits for it; idempotent
+}
+
+// readWatch is a health.Dialer whose connections count their Reads in
+// progress.
+type readWatch struct {
+	health.Dialer
+	mu      sync.Mutex
+	blocked int
+}
+
+func (w *readWatch) DialContext(ctx context.Context, network string, ep health.Endpoint) (net.Conn, error) {
+	c, err := w.Dialer.DialContext(ctx, network, ep)
+	if err != nil {
+		return nil, err
+	}
+	return &watchedConn{Conn: c, w: w}, nil
+}
+
+func (w *readWatch) inRead() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.blocked
+}
+
+type watchedConn struct {
+	net.Conn
+	w *readWatch
+}
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	c.w.mu.Lock()
+	c.w.blocked++
+	c.w.mu.Unlock()
+	defer func() {
+		c.w.mu.Lock()
+		c.w.blocked--
+		c.w.mu.Unlock()
+	}()
+	return c.Conn.Read(b)
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -267,6 +310,10 @@ func start(t *testing.T, lb *testnet.Namespace, cfg health.Config, opts health.O
 	}
 	if opts.Dialer == nil && lb != nil {
 		opts.Dialer = healthtest.NamespaceDialer{NS: lb}
+	}
+	if opts.Dialer != nil {
+		h.reads = &readWatch{Dialer: opts.Dialer}
+		opts.Dialer = h.reads
 	}
 	if opts.Random == nil {
 		opts.Random = func(n int64) int64 { return 0 }
@@ -376,6 +423,19 @@ func (h *harness) waitPending(want ...time.Duration) {
 	testnet.Eventually(h.t, 10*time.Second, fmt.Sprintf("timers %v pending", want), func() error {
 		if got := h.clk.Pending(); !slices.Equal(got, want) {
 			return fmt.Errorf("pending %v", got)
+		}
+		return nil
+	})
+}
+
+// waitReading waits until n probes are blocked reading a reply. Reads
+// that return at once (data already there) may be missed, so only wait
+// for reads that have nothing to return until a timeout.
+func (h *harness) waitReading(n int) {
+	h.t.Helper()
+	testnet.Eventually(h.t, 10*time.Second, fmt.Sprintf("%d probes reading", n), func() error {
+		if got := h.reads.inRead(); got != n {
+			return fmt.Errorf("%d reading", got)
 		}
 		return nil
 	})

@@ -69,6 +69,7 @@ func TestHTTPGetServerFailures(t *testing.T) {
 	web.setMode(webHang)
 	h.clk.Advance(5 * time.Second)
 	<-web.hung
+	h.waitReading(1)
 	h.waitPending(3 * time.Second) // the read timeout of the probe in flight
 	h.clk.Advance(3 * time.Second)
 	st = h.waitProbes(rs, 0, 5)

@@ -76,6 +76,7 @@ func TestUDPCheck(t *testing.T) {
 			var st health.CheckStatus
 			if tc.waitTimeout {
 				h.clk.Advance(time.Second)
+				h.waitReading(1)
 				h.waitPending(3 * time.Second)
 				if st := h.check(ap(tc.addr), 0); st.Probes != 0 {
 					t.Fatalf("finished before the timeout: %+v", st)
@@ -108,6 +109,7 @@ func TestPingCheck(t *testing.T) {
 	if st := h.waitProbes(ap("10.77.0.2:1358"), 0, 1); !st.OK || st.Target != "10.77.0.2" {
 		t.Fatalf("ping to a live host: %+v", st)
 	}
+	h.waitReading(1)
 	h.waitPending(3*time.Second, 5*time.Second) // the blackhole's echo wait, the live host's next check
 	h.clk.Advance(3 * time.Second)
 	st := h.waitProbes(ap(blackhole+":1358"), 0, 1)
