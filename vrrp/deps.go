@@ -111,9 +111,10 @@ type AddressManager interface {
 }
 
 // Announcer sends one gratuitous ARP (IPv4) or unsolicited neighbour
-// advertisement (IPv6) for addr on an interface.
+// advertisement (IPv6) for each of addrs on an interface: one round of a
+// burst.
 type Announcer interface {
-	Announce(ifname string, addr netip.Addr) error
+	Announce(ifname string, addrs []netip.Addr) error
 }
 
 // Command is a script to run.

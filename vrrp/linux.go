@@ -20,6 +20,7 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
+	afpacket "github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/ipv4"
@@ -848,37 +849,82 @@ type LinuxAnnouncer struct{}
 
 var allNodes = netip.MustParseAddr("ff02::1")
 
-// Announce sends one announcement for addr out of ifname.
-func (LinuxAnnouncer) Announce(ifname string, addr netip.Addr) error {
-	ifi, err := net.InterfaceByName(ifname)
+// Announce sends one announcement for each of addrs out of ifname. The
+// link comes from one netlink request (net.InterfaceByName would dump
+// every link), and the ARP socket is send-only (protocol 0: the kernel
+// queues it no received frames) and serves the whole round.
+func (LinuxAnnouncer) Announce(ifname string, addrs []netip.Addr) error {
+	l, err := netlink.LinkByName(ifname)
 	if err != nil {
-		return err
+		return fmt.Errorf("look up %s: %w", ifname, err)
 	}
-	if addr.Is4() {
-		c, err := arp.Dial(ifi)
-		if err != nil {
-			return fmt.Errorf("arp socket on %s: %w", ifname, err)
+	attrs := l.Attrs()
+	ifi := &net.Interface{Index: attrs.Index, MTU: attrs.MTU, Name: attrs.Name, HardwareAddr: attrs.HardwareAddr, Flags: attrs.Flags}
+	var v4, v6 []netip.Addr
+	for _, a := range addrs {
+		if a.Is4() {
+			v4 = append(v4, a)
+		} else {
+			v6 = append(v6, a)
 		}
-		defer c.Close()
+	}
+	if len(v4) > 0 {
+		if err := announceARP(ifi, v4); err != nil {
+			return err
+		}
+	}
+	if len(v6) > 0 {
+		return announceNA(ifi, v6)
+	}
+	return nil
+}
+
+func announceARP(ifi *net.Interface, addrs []netip.Addr) error {
+	c, err := afpacket.Listen(ifi, afpacket.Raw, 0, nil)
+	if err != nil {
+		return fmt.Errorf("arp socket on %s: %w", ifi.Name, err)
+	}
+	defer c.Close()
+	for _, addr := range addrs {
 		// Sender and target are both the VIP: every neighbour that has it
 		// cached learns the new MAC.
 		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, addr, ethernet.Broadcast, addr)
 		if err != nil {
 			return err
 		}
-		return c.WriteTo(p, ethernet.Broadcast)
+		pb, err := p.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		frame, err := (&ethernet.Frame{Destination: ethernet.Broadcast, Source: ifi.HardwareAddr,
+			EtherType: ethernet.EtherTypeARP, Payload: pb}).MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if _, err := c.WriteTo(frame, &afpacket.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
+			return fmt.Errorf("gratuitous ARP for %s on %s: %w", addr, ifi.Name, err)
+		}
 	}
+	return nil
+}
+
+func announceNA(ifi *net.Interface, addrs []netip.Addr) error {
 	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
 	if err != nil {
-		return fmt.Errorf("ndp socket on %s: %w", ifname, err)
+		return fmt.Errorf("ndp socket on %s: %w", ifi.Name, err)
 	}
 	defer c.Close()
-	na := &ndp.NeighborAdvertisement{
-		Override:      true,
-		TargetAddress: addr,
-		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}},
+	for _, addr := range addrs {
+		na := &ndp.NeighborAdvertisement{
+			Override:      true,
+			TargetAddress: addr,
+			Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}},
+		}
+		if err := c.WriteTo(na, nil, allNodes); err != nil {
+			return fmt.Errorf("neighbour advertisement for %s on %s: %w", addr, ifi.Name, err)
+		}
 	}
-	return c.WriteTo(na, nil, allNodes)
+	return nil
 }
 
 // ExecRunner runs scripts as processes, refusing those its security

@@ -882,6 +882,19 @@ func (r *Router) garp(a SendGARP) {
 	announce := r.deps.Announcer
 	clock := r.deps.Clock
 	log := r.log
+	// One round is one Announce per interface, with all its addresses.
+	var devs []string
+	byDev := map[string][]netip.Addr{}
+	for _, v := range a.VIPs {
+		dev := v.Dev
+		if dev == "" {
+			dev = ri.cfg.Interface
+		}
+		if _, ok := byDev[dev]; !ok {
+			devs = append(devs, dev)
+		}
+		byDev[dev] = append(byDev[dev], v.Prefix.Addr())
+	}
 	r.bgWG.Add(1)
 	go func() {
 		defer r.bgWG.Done()
@@ -891,13 +904,9 @@ func (r *Router) garp(a SendGARP) {
 				<-t.Chan()
 				t.Stop()
 			}
-			for _, v := range a.VIPs {
-				dev := v.Dev
-				if dev == "" {
-					dev = ri.cfg.Interface
-				}
-				if err := announce.Announce(dev, v.Prefix.Addr()); err != nil {
-					log.Warn("gratuitous ARP/NA", "instance", a.Instance, "vip", v.String(), "err", err)
+			for _, dev := range devs {
+				if err := announce.Announce(dev, byDev[dev]); err != nil {
+					log.Warn("gratuitous ARP/NA", "instance", a.Instance, "dev", dev, "err", err)
 					return
 				}
 			}

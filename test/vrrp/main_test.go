@@ -242,7 +242,11 @@ func (h *host) neighbourMAC(a netip.Addr) (string, error) {
 		return "", err
 	}
 	defer nh.Close()
-	neighs, err := nh.NeighList(h.port.Index, netlink.FAMILY_V4)
+	family := netlink.FAMILY_V4
+	if a.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	neighs, err := nh.NeighList(h.port.Index, family)
 	if err != nil {
 		return "", err
 	}

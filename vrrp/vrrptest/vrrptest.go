@@ -391,10 +391,12 @@ func (h *Host) VIPs() []string {
 }
 
 // Announce implements vrrp.Announcer.
-func (h *Host) Announce(ifname string, addr netip.Addr) error {
+func (h *Host) Announce(ifname string, addrs []netip.Addr) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.announced[addr]++
+	for _, a := range addrs {
+		h.announced[a]++
+	}
 	return nil
 }
 
