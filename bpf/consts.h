@@ -15,6 +15,10 @@
 #endif
 #ifndef PERSIST_TABLE_SIZE
 #define PERSIST_TABLE_SIZE 65536
+
+/* Slots of each CPU's flow cache (a power of two; see flow_cache). */
+#define FLOW_CACHE_BITS 12
+#define FLOW_CACHE_SLOTS (1u << FLOW_CACHE_BITS)
 #endif
 #ifndef MAX_TX_PORTS
 #define MAX_TX_PORTS 64

@@ -151,6 +151,16 @@ struct flow {
 	__u32 pad;
 };
 
+/* flow_cache_entry: an IPv4 flow's backend as one CPU last saw it. */
+struct flow_cache_entry {
+	struct flow_key4 key;
+	__u64 last_seen; /* the flow table entry's, when copied */
+	__u32 backend;
+	__u32 gen;
+	__u32 epoch;     /* flow_epoch when copied */
+	__u32 pad;
+};
+
 /* persistence key: a service and the client's masked address. */
 struct persist_key {
 	__u32 service;

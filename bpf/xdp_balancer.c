@@ -117,18 +117,78 @@ static __always_inline void refresh_persistence(const struct packet *pkt, __u32 
 		p->last_seen = now;
 }
 
+/* cache_slot returns this CPU's flow cache slot for an IPv4 flow. */
+static __always_inline struct flow_cache_entry *cache_slot(const struct flow_key4 *k)
+{
+	__u32 h = (k->src ^ k->dst ^ ((__u32)k->sport << 16 | k->dport) ^ k->proto) * 0x9e3779b1u;
+	__u32 slot = h >> (32 - FLOW_CACHE_BITS);
+
+	return bpf_map_lookup_elem(&flow_cache, &slot);
+}
+
+/* cache_fresh: the entry is this flow's, copied from the flow table within
+ * the last second and since the last reopen, and the flow has not timed
+ * out. Frames that may open or close a connection (SYN, FIN, RST) always
+ * go through the flow table. */
+static __always_inline int cache_fresh(const struct flow_cache_entry *c, const struct flow_key4 *k,
+				       const struct packet *pkt, __u64 now, __u32 epoch)
+{
+	const __u64 *a = (const void *)k, *b = (const void *)&c->key;
+	__u64 timeout = pkt->key.proto == IPPROTO_TCP_ ? cfg.tcp_timeout : cfg.udp_timeout;
+	__u64 age = now - c->last_seen;
+
+	return a[0] == b[0] && a[1] == b[1] && c->epoch == epoch &&
+	       !(pkt->tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) &&
+	       age < cfg.hz && !(timeout && age > timeout);
+}
+
+static __always_inline void cache_fill(struct flow_cache_entry *c, const struct flow_key4 *k,
+				       const struct flow *f, __u32 epoch)
+{
+	c->key = *k;
+	c->last_seen = f->last_seen;
+	c->backend = f->backend;
+	c->gen = f->gen;
+	c->epoch = epoch;
+}
+
 /* flow_target finds the frame's flow, or schedules a new one. The hit path
  * reads the flow and its backend only; the service is looked up when the
  * flow is new or stale. It returns 0 with t filled, or the reason to pass
  * the frame to the stack. */
 static __always_inline __u32 flow_target(const struct packet *pkt, struct target *t, __u64 now)
 {
+	struct flow_cache_entry *cached = 0;
+	struct flow_key4 k4 = {};
 	struct service *svc;
 	struct backend *be;
 	struct flow *f;
-	__u32 id = NO_BACKEND;
+	__u32 id = NO_BACKEND, zero = 0, epoch = 0;
+	__u32 *epoch_p = bpf_map_lookup_elem(&flow_epoch, &zero);
 
-	f = flow_lookup(&pkt->key);
+	if (epoch_p)
+		epoch = *epoch_p;
+	if (pkt->key.family == FAMILY_V4) {
+		k4.src = pkt->key.src[0];
+		k4.dst = pkt->key.dst[0];
+		k4.sport = pkt->key.sport;
+		k4.dport = pkt->key.dport;
+		k4.proto = pkt->key.proto;
+		cached = cache_slot(&k4);
+		if (cached && cache_fresh(cached, &k4, pkt, now, epoch)) {
+			be = usable(cached->backend, cached->gen);
+			if (be) {
+				count(STAT_FLOW_HIT);
+				t->be = be;
+				t->id = cached->backend;
+				t->svc = be->service;
+				return 0;
+			}
+		}
+		f = bpf_map_lookup_elem(&flows4, &k4);
+	} else {
+		f = bpf_map_lookup_elem(&flows6, &pkt->key);
+	}
 	if (f) {
 		be = usable(f->backend, f->gen);
 		if (be && !flow_expired(f, pkt, now) && !reopened(f, pkt)) {
@@ -140,6 +200,8 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 				f->flags |= FLOW_F_CLOSING;
 				add_conns(f->backend, -1);
 			}
+			if (cached)
+				cache_fill(cached, &k4, f, epoch);
 			count(STAT_FLOW_HIT);
 			t->be = be;
 			t->id = f->backend;
@@ -155,8 +217,15 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 		return STAT_PASS_NOT_SERVED; /* the flow stays for when it is served again */
 	if (f) {
 		/* Stale: take it off its backend's active count if it still
-		 * counted there, then schedule the packet as a new flow. */
+		 * counted there, then schedule the packet as a new flow. A
+		 * reopened flow may still be usable in other CPUs' caches:
+		 * moving the epoch retires their copies. */
 		struct backend *old = bpf_map_lookup_elem(&backends, &f->backend);
+
+		if (epoch_p && reopened(f, pkt)) {
+			__sync_fetch_and_add(epoch_p, 1);
+			cached = 0;
+		}
 
 		if (old && old->gen == f->gen && !(f->flags & FLOW_F_CLOSING))
 			add_conns(f->backend, -1);
@@ -188,6 +257,8 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 	else
 		add_conns(id, 1);
 	flow_update(&pkt->key, &nf);
+	if (cached)
+		cache_fill(cached, &k4, &nf, epoch);
 	if (svc->persist_timeout) {
 		struct persist p = {.last_seen = now, .backend = id, .gen = be->gen};
 

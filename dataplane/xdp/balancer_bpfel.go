@@ -71,6 +71,16 @@ type balancerFlow struct {
 	Pad      uint32
 }
 
+type balancerFlowCacheEntry struct {
+	_        structs.HostLayout
+	Key      balancerFlowKey4
+	LastSeen uint64
+	Backend  uint32
+	Gen      uint32
+	Epoch    uint32
+	Pad      uint32
+}
+
 type balancerFlowFlags uint32
 
 const (
@@ -216,6 +226,8 @@ const (
 	balancerMapBackendConns       = "backend_conns"
 	balancerMapBackendStats       = "backend_stats"
 	balancerMapBackends           = "backends"
+	balancerMapFlowCache          = "flow_cache"
+	balancerMapFlowEpoch          = "flow_epoch"
 	balancerMapFlows4             = "flows4"
 	balancerMapFlows6             = "flows6"
 	balancerMapFragServices       = "frag_services"
@@ -289,6 +301,8 @@ type balancerMapSpecs struct {
 	BackendConns *ebpf.MapSpec `ebpf:"backend_conns"`
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
+	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
+	FlowEpoch    *ebpf.MapSpec `ebpf:"flow_epoch"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6       *ebpf.MapSpec `ebpf:"flows6"`
 	FragServices *ebpf.MapSpec `ebpf:"frag_services"`
@@ -338,6 +352,8 @@ type balancerMaps struct {
 	BackendConns *ebpf.Map `ebpf:"backend_conns"`
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
+	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
+	FlowEpoch    *ebpf.Map `ebpf:"flow_epoch"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flows6       *ebpf.Map `ebpf:"flows6"`
 	FragServices *ebpf.Map `ebpf:"frag_services"`
@@ -356,6 +372,8 @@ func (m *balancerMaps) Close() error {
 		m.BackendConns,
 		m.BackendStats,
 		m.Backends,
+		m.FlowCache,
+		m.FlowEpoch,
 		m.Flows4,
 		m.Flows6,
 		m.FragServices,

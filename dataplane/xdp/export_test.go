@@ -46,14 +46,20 @@ func (dp *Dataplane) fakeVLANRoute(addr netip.Addr, parent *net.Interface, vlan 
 
 // runner runs the program with BPF_PROG_TEST_RUN from one OS thread that
 // sits in the dataplane's namespace (ingress ifindexes resolve there) and
-// on CPU 0 (the per-CPU round-robin cursor is then a single one).
+// on one CPU (0 unless a test picks another: the per-CPU round-robin
+// cursor and flow cache are then a single one).
 type runner struct {
 	prog    *ebpf.Program
 	ifindex int
 }
 
-// withRunner calls fn with a runner on a dedicated thread.
+// withRunner calls fn with a runner on a dedicated thread on CPU 0.
 func (dp *Dataplane) withRunner(ifindex int, fn func(*runner) error) error {
+	return dp.withRunnerOn(0, ifindex, fn)
+}
+
+// withRunnerOn calls fn with a runner on a dedicated thread on cpu.
+func (dp *Dataplane) withRunnerOn(cpu, ifindex int, fn func(*runner) error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -65,9 +71,9 @@ func (dp *Dataplane) withRunner(ifindex int, fn func(*runner) error) error {
 			}
 		}
 		var cpus unix.CPUSet
-		cpus.Set(0)
+		cpus.Set(cpu)
 		if err := unix.SchedSetaffinity(0, &cpus); err != nil {
-			errc <- fmt.Errorf("pin to cpu 0: %w", err)
+			errc <- fmt.Errorf("pin to cpu %d: %w", cpu, err)
 			return
 		}
 		errc <- fn(&runner{prog: dp.objs.XdpBalancer, ifindex: ifindex})

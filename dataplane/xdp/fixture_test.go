@@ -200,12 +200,18 @@ func TestFixturesForwarding(t *testing.T) {
 // went to (by destination MAC), "pass" or "drop" otherwise.
 func (e *fixtureEnv) forwardedTo(frames ...[]byte) []string {
 	e.t.Helper()
+	return e.forwardedToOn(0, frames...)
+}
+
+// forwardedToOn is forwardedTo with the program run on cpu.
+func (e *fixtureEnv) forwardedToOn(cpu int, frames ...[]byte) []string {
+	e.t.Helper()
 	byMAC := make(map[string]string)
 	for _, a := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14", "fd00::11", "fd00::12", "10.1.0.21"} {
 		byMAC[backendMAC(netip.MustParseAddr(a)).String()] = a
 	}
 	var out []string
-	err := e.dp.withRunner(e.eth0.Index, func(r *runner) error {
+	err := e.dp.withRunnerOn(cpu, e.eth0.Index, func(r *runner) error {
 		for _, f := range frames {
 			v, o, err := r.run(f)
 			if err != nil {
