@@ -103,20 +103,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows4 SEC(".maps");
 
-/* flow_cache: each CPU's direct-mapped copy of the IPv4 flows it forwarded
- * lately, in front of flows4. A hit is an array lookup the verifier
- * inlines, where the flow table costs a hash table call (hashing, bucket
- * walk, memcmp: each call and return pays the CPU's return-thunk
- * mitigation). Entries are only ever a shortcut: an entry older than a
- * second, for another key, a backend that changed, or an older flow_epoch
- * sends the packet through flows4, which refills it. Not pinned: a new
- * program starts cold. */
+/* flow_cache4 and flow_cache6: each CPU's direct-mapped copies of the flows
+ * it forwarded lately, in front of flows4 and flows6. A hit is an array
+ * lookup the verifier inlines, where the flow table costs a hash table call
+ * (hashing, bucket walk, memcmp: each call and return pays the CPU's
+ * return-thunk mitigation). A copy is only ever a shortcut: one older than
+ * a second, for another key, for a backend that changed, or from before
+ * flow_epoch last moved sends the packet through the flow table, which
+ * copies it again. Not pinned: a new program starts cold. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FLOW_CACHE_SLOTS);
 	__type(key, __u32);
-	__type(value, struct flow_cache_entry);
-} flow_cache SEC(".maps");
+	__type(value, struct flow_cache_entry4);
+} flow_cache4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct flow_cache_entry6);
+} flow_cache6 SEC(".maps");
 
 /* flow_epoch moves when a flow that other CPUs may have cached gets a new
  * backend (a reopened connection), so their copies stop matching. */

@@ -151,14 +151,24 @@ struct flow {
 	__u32 pad;
 };
 
-/* flow_cache_entry: an IPv4 flow's backend as one CPU last saw it. */
-struct flow_cache_entry {
-	struct flow_key4 key;
+/* flow_copy: a flow table entry as one CPU last copied it. */
+struct flow_copy {
 	__u64 last_seen; /* the flow table entry's, when copied */
 	__u32 backend;
 	__u32 gen;
 	__u32 epoch;     /* flow_epoch when copied */
 	__u32 pad;
+};
+
+/* Flow cache slots: the flow's key and its copy. */
+struct flow_cache_entry4 {
+	struct flow_key4 key;
+	struct flow_copy copy;
+};
+
+struct flow_cache_entry6 {
+	struct flow_key key;
+	struct flow_copy copy;
 };
 
 /* persistence key: a service and the client's masked address. */

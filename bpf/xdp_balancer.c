@@ -117,77 +117,117 @@ static __always_inline void refresh_persistence(const struct packet *pkt, __u32 
 		p->last_seen = now;
 }
 
-/* cache_slot returns this CPU's flow cache slot for an IPv4 flow. */
-static __always_inline struct flow_cache_entry *cache_slot(const struct flow_key4 *k)
+/* cache_slot: the slot of this CPU's flow cache a flow maps to. A
+ * multiplicative hash of the key's words folded together: cheap, and a
+ * collision only costs a flow table lookup. */
+static __always_inline __u32 cache_slot(__u32 fold)
 {
-	__u32 h = (k->src ^ k->dst ^ ((__u32)k->sport << 16 | k->dport) ^ k->proto) * 0x9e3779b1u;
-	__u32 slot = h >> (32 - FLOW_CACHE_BITS);
-
-	return bpf_map_lookup_elem(&flow_cache, &slot);
+	return (fold * 0x9e3779b1u) >> (32 - FLOW_CACHE_BITS);
 }
 
-/* cache_fresh: the entry is this flow's, copied from the flow table within
- * the last second and since the last reopen, and the flow has not timed
- * out. Frames that may open or close a connection (SYN, FIN, RST) always
- * go through the flow table. */
-static __always_inline int cache_fresh(const struct flow_cache_entry *c, const struct flow_key4 *k,
-				       const struct packet *pkt, __u64 now, __u32 epoch)
+/* cache_fresh: the copy was taken from the flow table within the last
+ * second and since flow_epoch last moved, and the flow has not timed out.
+ * Frames that may open or close a connection (SYN, FIN, RST) always go
+ * through the flow table. */
+static __always_inline int cache_fresh(const struct flow_copy *c, const struct packet *pkt, __u64 now,
+				       __u32 epoch)
 {
-	const __u64 *a = (const void *)k, *b = (const void *)&c->key;
 	__u64 timeout = pkt->key.proto == IPPROTO_TCP_ ? cfg.tcp_timeout : cfg.udp_timeout;
 	__u64 age = now - c->last_seen;
 
-	return a[0] == b[0] && a[1] == b[1] && c->epoch == epoch &&
-	       !(pkt->tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) &&
-	       age < cfg.hz && !(timeout && age > timeout);
+	return c->epoch == epoch && !(pkt->tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) && age < cfg.hz &&
+	       !(timeout && age > timeout);
 }
 
-static __always_inline void cache_fill(struct flow_cache_entry *c, const struct flow_key4 *k,
-				       const struct flow *f, __u32 epoch)
+static __always_inline void cache_fill(struct flow_copy *c, const struct flow *f, __u32 epoch)
 {
-	c->key = *k;
 	c->last_seen = f->last_seen;
 	c->backend = f->backend;
 	c->gen = f->gen;
 	c->epoch = epoch;
 }
 
+static __always_inline int same_key4(const struct flow_key4 *x, const struct flow_key4 *y)
+{
+	const __u64 *a = (const void *)x, *b = (const void *)y;
+
+	return a[0] == b[0] && a[1] == b[1];
+}
+
+static __always_inline int same_key(const struct flow_key *x, const struct flow_key *y)
+{
+	const __u64 *a = (const void *)x, *b = (const void *)y;
+
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4];
+}
+
+/* cache_store makes the CPU's slot (c4 or c6, whichever the flow has)
+ * a copy of f. */
+static __always_inline void cache_store(struct flow_cache_entry4 *c4, struct flow_cache_entry6 *c6,
+					const struct flow_key4 *k4, const struct flow_key *k,
+					const struct flow *f, __u32 epoch)
+{
+	if (c4) {
+		c4->key = *k4;
+		cache_fill(&c4->copy, f, epoch);
+	} else if (c6) {
+		c6->key = *k;
+		cache_fill(&c6->copy, f, epoch);
+	}
+}
+
 /* flow_target finds the frame's flow, or schedules a new one. The hit path
- * reads the flow and its backend only; the service is looked up when the
- * flow is new or stale. It returns 0 with t filled, or the reason to pass
- * the frame to the stack. */
+ * reads this CPU's copy of the flow (else the flow table) and the backend
+ * only; the service is looked up when the flow is new or stale. It returns
+ * 0 with t filled, or the reason to pass the frame to the stack. */
 static __always_inline __u32 flow_target(const struct packet *pkt, struct target *t, __u64 now)
 {
-	struct flow_cache_entry *cached = 0;
+	const struct flow_key *k = &pkt->key;
+	struct flow_cache_entry4 *c4 = 0;
+	struct flow_cache_entry6 *c6 = 0;
 	struct flow_key4 k4 = {};
 	struct service *svc;
 	struct backend *be;
 	struct flow *f;
-	__u32 id = NO_BACKEND, zero = 0, epoch = 0;
+	__u32 id = NO_BACKEND, zero = 0, epoch = 0, slot;
 	__u32 *epoch_p = bpf_map_lookup_elem(&flow_epoch, &zero);
 
 	if (epoch_p)
 		epoch = *epoch_p;
-	if (pkt->key.family == FAMILY_V4) {
-		k4.src = pkt->key.src[0];
-		k4.dst = pkt->key.dst[0];
-		k4.sport = pkt->key.sport;
-		k4.dport = pkt->key.dport;
-		k4.proto = pkt->key.proto;
-		cached = cache_slot(&k4);
-		if (cached && cache_fresh(cached, &k4, pkt, now, epoch)) {
-			be = usable(cached->backend, cached->gen);
+	if (k->family == FAMILY_V4) {
+		k4.src = k->src[0];
+		k4.dst = k->dst[0];
+		k4.sport = k->sport;
+		k4.dport = k->dport;
+		k4.proto = k->proto;
+		slot = cache_slot(k4.src ^ k4.dst ^ ((__u32)k4.sport << 16 | k4.dport) ^ k4.proto);
+		c4 = bpf_map_lookup_elem(&flow_cache4, &slot);
+		if (c4 && same_key4(&c4->key, &k4) && cache_fresh(&c4->copy, pkt, now, epoch)) {
+			be = usable(c4->copy.backend, c4->copy.gen);
 			if (be) {
 				count(STAT_FLOW_HIT);
 				t->be = be;
-				t->id = cached->backend;
+				t->id = c4->copy.backend;
 				t->svc = be->service;
 				return 0;
 			}
 		}
 		f = bpf_map_lookup_elem(&flows4, &k4);
 	} else {
-		f = bpf_map_lookup_elem(&flows6, &pkt->key);
+		slot = cache_slot(k->src[0] ^ k->src[1] ^ k->src[2] ^ k->src[3] ^ k->dst[0] ^ k->dst[1] ^
+				  k->dst[2] ^ k->dst[3] ^ ((__u32)k->sport << 16 | k->dport) ^ k->proto);
+		c6 = bpf_map_lookup_elem(&flow_cache6, &slot);
+		if (c6 && same_key(&c6->key, k) && cache_fresh(&c6->copy, pkt, now, epoch)) {
+			be = usable(c6->copy.backend, c6->copy.gen);
+			if (be) {
+				count(STAT_FLOW_HIT);
+				t->be = be;
+				t->id = c6->copy.backend;
+				t->svc = be->service;
+				return 0;
+			}
+		}
+		f = bpf_map_lookup_elem(&flows6, k);
 	}
 	if (f) {
 		be = usable(f->backend, f->gen);
@@ -200,8 +240,7 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 				f->flags |= FLOW_F_CLOSING;
 				add_conns(f->backend, -1);
 			}
-			if (cached)
-				cache_fill(cached, &k4, f, epoch);
+			cache_store(c4, c6, &k4, k, f, epoch);
 			count(STAT_FLOW_HIT);
 			t->be = be;
 			t->id = f->backend;
@@ -224,7 +263,8 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 
 		if (epoch_p && reopened(f, pkt)) {
 			__sync_fetch_and_add(epoch_p, 1);
-			cached = 0;
+			c4 = 0;
+			c6 = 0;
 		}
 
 		if (old && old->gen == f->gen && !(f->flags & FLOW_F_CLOSING))
@@ -257,8 +297,7 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 	else
 		add_conns(id, 1);
 	flow_update(&pkt->key, &nf);
-	if (cached)
-		cache_fill(cached, &k4, &nf, epoch);
+	cache_store(c4, c6, &k4, k, &nf, epoch);
 	if (svc->persist_timeout) {
 		struct persist p = {.last_seen = now, .backend = id, .gen = be->gen};
 

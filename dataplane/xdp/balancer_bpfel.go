@@ -71,14 +71,30 @@ type balancerFlow struct {
 	Pad      uint32
 }
 
-type balancerFlowCacheEntry struct {
-	_        structs.HostLayout
-	Key      balancerFlowKey4
-	LastSeen uint64
-	Backend  uint32
-	Gen      uint32
-	Epoch    uint32
-	Pad      uint32
+type balancerFlowCacheEntry4 struct {
+	_    structs.HostLayout
+	Key  balancerFlowKey4
+	Copy struct {
+		_        structs.HostLayout
+		LastSeen uint64
+		Backend  uint32
+		Gen      uint32
+		Epoch    uint32
+		Pad      uint32
+	}
+}
+
+type balancerFlowCacheEntry6 struct {
+	_    structs.HostLayout
+	Key  balancerFlowKey
+	Copy struct {
+		_        structs.HostLayout
+		LastSeen uint64
+		Backend  uint32
+		Gen      uint32
+		Epoch    uint32
+		Pad      uint32
+	}
 }
 
 type balancerFlowFlags uint32
@@ -226,7 +242,8 @@ const (
 	balancerMapBackendConns       = "backend_conns"
 	balancerMapBackendStats       = "backend_stats"
 	balancerMapBackends           = "backends"
-	balancerMapFlowCache          = "flow_cache"
+	balancerMapFlowCache4         = "flow_cache4"
+	balancerMapFlowCache6         = "flow_cache6"
 	balancerMapFlowEpoch          = "flow_epoch"
 	balancerMapFlows4             = "flows4"
 	balancerMapFlows6             = "flows6"
@@ -301,7 +318,8 @@ type balancerMapSpecs struct {
 	BackendConns *ebpf.MapSpec `ebpf:"backend_conns"`
 	BackendStats *ebpf.MapSpec `ebpf:"backend_stats"`
 	Backends     *ebpf.MapSpec `ebpf:"backends"`
-	FlowCache    *ebpf.MapSpec `ebpf:"flow_cache"`
+	FlowCache4   *ebpf.MapSpec `ebpf:"flow_cache4"`
+	FlowCache6   *ebpf.MapSpec `ebpf:"flow_cache6"`
 	FlowEpoch    *ebpf.MapSpec `ebpf:"flow_epoch"`
 	Flows4       *ebpf.MapSpec `ebpf:"flows4"`
 	Flows6       *ebpf.MapSpec `ebpf:"flows6"`
@@ -352,7 +370,8 @@ type balancerMaps struct {
 	BackendConns *ebpf.Map `ebpf:"backend_conns"`
 	BackendStats *ebpf.Map `ebpf:"backend_stats"`
 	Backends     *ebpf.Map `ebpf:"backends"`
-	FlowCache    *ebpf.Map `ebpf:"flow_cache"`
+	FlowCache4   *ebpf.Map `ebpf:"flow_cache4"`
+	FlowCache6   *ebpf.Map `ebpf:"flow_cache6"`
 	FlowEpoch    *ebpf.Map `ebpf:"flow_epoch"`
 	Flows4       *ebpf.Map `ebpf:"flows4"`
 	Flows6       *ebpf.Map `ebpf:"flows6"`
@@ -372,7 +391,8 @@ func (m *balancerMaps) Close() error {
 		m.BackendConns,
 		m.BackendStats,
 		m.Backends,
-		m.FlowCache,
+		m.FlowCache4,
+		m.FlowCache6,
 		m.FlowEpoch,
 		m.Flows4,
 		m.Flows6,

@@ -145,7 +145,7 @@ func BenchmarkPerPacket(b *testing.B) {
 		// A FIN never takes the cache: this is the hit path of a flow the
 		// CPU's cache does not hold (evicted by another flow).
 		{"flow hit, IPv4, flow table (FIN)", tcpFlow(c, client4, 1001, vip4, tcpFIN|tcpACK), xdpTX},
-		{"flow hit, IPv6 (flow table)", tcpFlow(c, client6, 1000, vip6, tcpACK), xdpTX},
+		{"flow hit, IPv6 (CPU's flow cache)", tcpFlow(c, client6, 1000, vip6, tcpACK), xdpTX},
 	}
 	for i, s := range scheds {
 		rows = append(rows, row{fmt.Sprintf("new flow, %s (10 backends)", s), newFlow(uint16(8000 + i)), xdpTX})

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"net/netip"
 	"runtime"
 	"slices"
 	"testing"
@@ -25,38 +26,45 @@ func needTwoCPUs(t *testing.T) {
 // follow to the new backend, not its cached copy.
 func TestFlowCacheReopenedOnAnotherCPU(t *testing.T) {
 	needTwoCPUs(t)
-	e := newFixtureEnv(t, Options{TCPTimeout: 100 * time.Second})
-	e.apply(dataplane.DesiredState{
-		Services: []dataplane.Service{svc(vip4, 80, dataplane.RoundRobin, backends("10.0.0.11", "10.0.0.12")...)},
-		Served:   served(vip4),
-	})
-	c := e.fromClient()
-	ack := tcpFlow(c, client4, 5, vip4, tcpACK)
-	first := e.forwardedToOn(1, ack, ack, ack)
-	if first[0] == "pass" || first[1] != first[0] || first[2] != first[0] {
-		t.Fatalf("flow on CPU 1 went %v, want one backend throughout", first)
-	}
-	// Move CPU 0's round-robin cursor so that the reopened flow lands on
-	// the other backend.
-	other := "10.0.0.11"
-	if first[0] == other {
-		other = "10.0.0.12"
-	}
-	for p := uint16(100); ; p++ {
-		got := e.forwardedToOn(0, tcpFlow(c, client4, p, vip4, tcpSYN))
-		if got[0] == first[0] {
-			break
-		}
-		if p > 110 {
-			t.Fatalf("CPU 0 never scheduled a flow to %s", first[0])
-		}
-	}
-	got := e.forwardedToOn(0, tcpFlow(c, client4, 5, vip4, tcpFIN|tcpACK), tcpFlow(c, client4, 5, vip4, tcpSYN))
-	if want := []string{first[0], other}; !slices.Equal(got, want) {
-		t.Fatalf("FIN then SYN on CPU 0 went %v, want %v (closed, then reopened on the next backend)", got, want)
-	}
-	if got := e.forwardedToOn(1, ack, ack); !slices.Equal(got, []string{other, other}) {
-		t.Errorf("the reopened flow on CPU 1 went %v, want %s (its cached copy named %s)", got, other, first[0])
+	for _, fam := range []struct {
+		name        string
+		vip, client netip.Addr
+		backends    [2]string
+	}{
+		{"IPv4", vip4, client4, [2]string{"10.0.0.11", "10.0.0.12"}},
+		{"IPv6", vip6, client6, [2]string{"fd00::11", "fd00::12"}},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			e := newFixtureEnv(t, Options{TCPTimeout: 100 * time.Second})
+			e.apply(dataplane.DesiredState{
+				Services: []dataplane.Service{svc(fam.vip, 80, dataplane.RoundRobin, backends(fam.backends[:]...)...)},
+				Served:   served(fam.vip),
+			})
+			c := e.fromClient()
+			ack := tcpFlow(c, fam.client, 5, fam.vip, tcpACK)
+			first := e.forwardedToOn(1, ack, ack, ack)
+			if first[0] == "pass" || first[1] != first[0] || first[2] != first[0] {
+				t.Fatalf("flow on CPU 1 went %v, want one backend throughout", first)
+			}
+			other := fam.backends[0]
+			if first[0] == other {
+				other = fam.backends[1]
+			}
+			// Move CPU 0's round-robin cursor so that the reopened flow
+			// lands on the other backend.
+			for p := uint16(100); e.forwardedToOn(0, tcpFlow(c, fam.client, p, fam.vip, tcpSYN))[0] != first[0]; p++ {
+				if p > 110 {
+					t.Fatalf("CPU 0 never scheduled a flow to %s", first[0])
+				}
+			}
+			got := e.forwardedToOn(0, tcpFlow(c, fam.client, 5, fam.vip, tcpFIN|tcpACK), tcpFlow(c, fam.client, 5, fam.vip, tcpSYN))
+			if want := []string{first[0], other}; !slices.Equal(got, want) {
+				t.Fatalf("FIN then SYN on CPU 0 went %v, want %v (closed, then reopened on the next backend)", got, want)
+			}
+			if got := e.forwardedToOn(1, ack, ack); !slices.Equal(got, []string{other, other}) {
+				t.Errorf("the reopened flow on CPU 1 went %v, want %s (its cached copy named %s)", got, other, first[0])
+			}
+		})
 	}
 }
 
