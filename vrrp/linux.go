@@ -16,11 +16,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
-	afpacket "github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/ipv4"
@@ -843,33 +843,43 @@ func (n *NetlinkAddrs) RemoveVIP(v VIP, dev string) error {
 	return fmt.Errorf("remove %s from %s: %w", v.Prefix, vipDev(v, dev), err)
 }
 
-// LinuxAnnouncer sends gratuitous ARP requests (mdlayher/arp) and
-// unsolicited neighbour advertisements (mdlayher/ndp).
-type LinuxAnnouncer struct{}
+// LinuxAnnouncer sends gratuitous ARP requests (built with mdlayher/arp)
+// and unsolicited neighbour advertisements (mdlayher/ndp). ARP leaves
+// through one AF_PACKET socket of its own, opened in the namespace of its
+// first use with protocol 0 so that the kernel queues it nothing: a round
+// costs two ioctls (the interface's index and MAC, always current) and a
+// sendto per address. Opening a socket per round cost a netlink lookup,
+// and closing one waits for an RCU grace period.
+type LinuxAnnouncer struct {
+	mu     sync.Mutex
+	fd     int
+	opened bool
+}
 
 var allNodes = netip.MustParseAddr("ff02::1")
 
-// Announce sends one announcement for each of addrs out of ifname. The
-// link comes from one netlink request (net.InterfaceByName would dump
-// every link), and the ARP socket is send-only (protocol 0: the kernel
-// queues it no received frames) and serves the whole round.
-func (LinuxAnnouncer) Announce(ifname string, addrs []netip.Addr) error {
-	l, err := netlink.LinkByName(ifname)
-	if err != nil {
-		return fmt.Errorf("look up %s: %w", ifname, err)
-	}
-	attrs := l.Attrs()
-	ifi := &net.Interface{Index: attrs.Index, MTU: attrs.MTU, Name: attrs.Name, HardwareAddr: attrs.HardwareAddr, Flags: attrs.Flags}
-	var v4, v6 []netip.Addr
-	for _, a := range addrs {
-		if a.Is4() {
-			v4 = append(v4, a)
-		} else {
-			v6 = append(v6, a)
+// Announce sends one announcement for each of addrs out of ifname.
+func (a *LinuxAnnouncer) Announce(ifname string, addrs []netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.opened {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("packet socket for gratuitous ARP: %w", err)
 		}
+		a.fd, a.opened = fd, true
 	}
-	if len(v4) > 0 {
-		if err := announceARP(ifi, v4); err != nil {
+	ifi, err := a.link(ifname)
+	if err != nil {
+		return err
+	}
+	var v6 []netip.Addr
+	for _, addr := range addrs {
+		if !addr.Is4() {
+			v6 = append(v6, addr)
+			continue
+		}
+		if err := a.sendARP(ifi, addr); err != nil {
 			return err
 		}
 	}
@@ -879,31 +889,68 @@ func (LinuxAnnouncer) Announce(ifname string, addrs []netip.Addr) error {
 	return nil
 }
 
-func announceARP(ifi *net.Interface, addrs []netip.Addr) error {
-	c, err := afpacket.Listen(ifi, afpacket.Raw, 0, nil)
-	if err != nil {
-		return fmt.Errorf("arp socket on %s: %w", ifi.Name, err)
+// Close closes the socket; a later Announce opens another.
+func (a *LinuxAnnouncer) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.opened {
+		return nil
 	}
-	defer c.Close()
-	for _, addr := range addrs {
-		// Sender and target are both the VIP: every neighbour that has it
-		// cached learns the new MAC.
-		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, addr, ethernet.Broadcast, addr)
-		if err != nil {
-			return err
-		}
-		pb, err := p.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		frame, err := (&ethernet.Frame{Destination: ethernet.Broadcast, Source: ifi.HardwareAddr,
-			EtherType: ethernet.EtherTypeARP, Payload: pb}).MarshalBinary()
-		if err != nil {
-			return err
-		}
-		if _, err := c.WriteTo(frame, &afpacket.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
-			return fmt.Errorf("gratuitous ARP for %s on %s: %w", addr, ifi.Name, err)
-		}
+	a.opened = false
+	return unix.Close(a.fd)
+}
+
+// link looks the interface up with SIOCGIFINDEX and SIOCGIFHWADDR.
+func (a *LinuxAnnouncer) link(ifname string) (*net.Interface, error) {
+	ifr, err := unix.NewIfreq(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("interface %q: %w", ifname, err)
+	}
+	if err := unix.IoctlIfreq(a.fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return nil, fmt.Errorf("look up %s: %w", ifname, err)
+	}
+	index := int(ifr.Uint32())
+	// struct ifreq with ifr_hwaddr, a struct sockaddr.
+	var hw struct {
+		name   [unix.IFNAMSIZ]byte
+		family uint16
+		addr   [14]byte
+		_      [8]byte
+	}
+	copy(hw.name[:], ifname)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(a.fd), unix.SIOCGIFHWADDR, uintptr(unsafe.Pointer(&hw))); errno != 0 {
+		return nil, fmt.Errorf("hardware address of %s: %w", ifname, errno)
+	}
+	return &net.Interface{Index: index, Name: ifname, HardwareAddr: net.HardwareAddr(hw.addr[:6])}, nil
+}
+
+// htons puts a 16-bit value in network byte order, as sockaddr_ll wants it.
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func (a *LinuxAnnouncer) sendARP(ifi *net.Interface, addr netip.Addr) error {
+	// Sender and target are both the VIP: every neighbour that has it
+	// cached learns the new MAC.
+	p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, addr, ethernet.Broadcast, addr)
+	if err != nil {
+		return err
+	}
+	pb, err := p.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	frame, err := (&ethernet.Frame{Destination: ethernet.Broadcast, Source: ifi.HardwareAddr,
+		EtherType: ethernet.EtherTypeARP, Payload: pb}).MarshalBinary()
+	if err != nil {
+		return err
+	}
+	to := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(unix.ETH_P_ARP), Halen: 6}
+	copy(to.Addr[:], ethernet.Broadcast)
+	if err := unix.Sendto(a.fd, frame, unix.MSG_DONTWAIT, to); err != nil {
+		return fmt.Errorf("gratuitous ARP for %s on %s: %w", addr, ifi.Name, err)
 	}
 	return nil
 }
@@ -1057,7 +1104,7 @@ func LinuxDeps(security func() ScriptSecurity) Deps {
 		Clock:     SystemClock(),
 		Network:   LinuxNetwork{},
 		Addrs:     &NetlinkAddrs{},
-		Announcer: LinuxAnnouncer{},
+		Announcer: &LinuxAnnouncer{},
 		Scripts:   ExecRunner{Security: security},
 	}
 }

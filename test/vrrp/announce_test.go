@@ -47,8 +47,14 @@ func TestAnnounceMovesNeighbours(t *testing.T) {
 		waitNeighbour(t, c, v, nobody.String())
 	}
 
-	if err := a.ns.Do(func() error { return vrrp.LinuxAnnouncer{}.Announce("eth0", vips) }); err != nil {
+	announcer := &vrrp.LinuxAnnouncer{}
+	defer announcer.Close()
+	if err := a.ns.Do(func() error { return announcer.Announce("eth0", vips) }); err != nil {
 		t.Fatalf("announce: %v", err)
+	}
+	// An unknown interface is an error, not a panic.
+	if err := a.ns.Do(func() error { return announcer.Announce("nosuch0", vips) }); err == nil {
+		t.Error("announce on an interface that does not exist: no error")
 	}
 	for _, v := range vips {
 		waitNeighbour(t, c, v, a.port.MAC.String())
