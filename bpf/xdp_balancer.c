@@ -176,6 +176,16 @@ static __always_inline void cache_store(struct flow_cache_entry4 *c4, struct flo
 	}
 }
 
+/* hit points t at the backend an established flow keeps. */
+static __always_inline __u32 hit(struct target *t, struct backend *be, __u32 id)
+{
+	count(STAT_FLOW_HIT);
+	t->be = be;
+	t->id = id;
+	t->svc = be->service;
+	return 0;
+}
+
 /* flow_target finds the frame's flow, or schedules a new one. The hit path
  * reads this CPU's copy of the flow (else the flow table) and the backend
  * only; the service is looked up when the flow is new or stale. It returns
@@ -204,13 +214,8 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 		c4 = bpf_map_lookup_elem(&flow_cache4, &slot);
 		if (c4 && same_key4(&c4->key, &k4) && cache_fresh(&c4->copy, pkt, now, epoch)) {
 			be = usable(c4->copy.backend, c4->copy.gen);
-			if (be) {
-				count(STAT_FLOW_HIT);
-				t->be = be;
-				t->id = c4->copy.backend;
-				t->svc = be->service;
-				return 0;
-			}
+			if (be)
+				return hit(t, be, c4->copy.backend);
 		}
 		f = bpf_map_lookup_elem(&flows4, &k4);
 	} else {
@@ -219,13 +224,8 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 		c6 = bpf_map_lookup_elem(&flow_cache6, &slot);
 		if (c6 && same_key(&c6->key, k) && cache_fresh(&c6->copy, pkt, now, epoch)) {
 			be = usable(c6->copy.backend, c6->copy.gen);
-			if (be) {
-				count(STAT_FLOW_HIT);
-				t->be = be;
-				t->id = c6->copy.backend;
-				t->svc = be->service;
-				return 0;
-			}
+			if (be)
+				return hit(t, be, c6->copy.backend);
 		}
 		f = bpf_map_lookup_elem(&flows6, k);
 	}
@@ -241,11 +241,7 @@ static __always_inline __u32 flow_target(const struct packet *pkt, struct target
 				add_conns(f->backend, -1);
 			}
 			cache_store(c4, c6, &k4, k, f, epoch);
-			count(STAT_FLOW_HIT);
-			t->be = be;
-			t->id = f->backend;
-			t->svc = be->service;
-			return 0;
+			return hit(t, be, f->backend);
 		}
 	}
 
