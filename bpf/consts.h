@@ -15,11 +15,12 @@
 #endif
 #ifndef PERSIST_TABLE_SIZE
 #define PERSIST_TABLE_SIZE 65536
-
-/* Slots of each CPU's flow cache (a power of two; see flow_cache). */
-#define FLOW_CACHE_BITS 12
-#define FLOW_CACHE_SLOTS (1u << FLOW_CACHE_BITS)
 #endif
+/* Each CPU's flow cache has 2^FLOW_CACHE_BITS slots (see flow_cache4). */
+#ifndef FLOW_CACHE_BITS
+#define FLOW_CACHE_BITS 12
+#endif
+#define FLOW_CACHE_SLOTS (1u << FLOW_CACHE_BITS)
 #ifndef MAX_TX_PORTS
 #define MAX_TX_PORTS 64
 #endif
