@@ -229,7 +229,7 @@ func BenchmarkVethForwarding(b *testing.B) {
 	defer sinkLink.Close()
 
 	vip := netip.MustParseAddr("10.60.0.100")
-	dp, err := New(Options{NetNS: lb.Path(), SweepInterval: -1, FlowTableSize: 1 << 16, MaxBackends: 1 << 10})
+	dp, err := New(Options{NetNS: lb.Path(), SweepInterval: -1, FlowTableSize: 1 << 18, MaxBackends: 1 << 10})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -250,11 +250,23 @@ func BenchmarkVethForwarding(b *testing.B) {
 
 	frame := pktgen.UDPFrame(l0.Attrs().HardwareAddr, g0.MAC, netip.MustParseAddrPort("10.60.0.50:1000"), netip.AddrPortFrom(vip, 9), 18)
 	const perThread = 4_000_000
-	measure := func(threads int) (float64, error) {
+	// The mix: one flow (every frame alike), or a random source port in
+	// each frame (up to 65,536 flows, far more than a CPU's flow cache
+	// holds, so most frames take the flow table).
+	const udpSourcePort = 14 + 20
+	type mix struct {
+		threads int
+		flows   string
+	}
+	measure := func(m mix) (float64, error) {
 		if err := sink.Reset(); err != nil {
 			return 0, err
 		}
-		res, err := pktgen.Run(pktgen.Config{NetNS: gen.Path(), Interface: g0.Index, Frame: frame, Count: perThread, Threads: threads})
+		cfg := pktgen.Config{NetNS: gen.Path(), Interface: g0.Index, Frame: frame, Count: perThread, Threads: m.threads}
+		if m.flows != "1" {
+			cfg.RandomSourcePort = udpSourcePort
+		}
+		res, err := pktgen.Run(cfg)
 		if err != nil {
 			return 0, err
 		}
@@ -277,49 +289,55 @@ func BenchmarkVethForwarding(b *testing.B) {
 	}
 	stopBounce := func() error { return bounceLink.Close() }
 
-	threadCounts := []int{1}
+	mixes := []mix{{1, "1"}}
 	if runtime.NumCPU() >= 2 {
-		threadCounts = append(threadCounts, 2)
+		mixes = append(mixes, mix{2, "1"})
 	}
+	mixes = append(mixes, mix{1, "65536"})
 	const rounds = 5
-	results := make(map[string][]float64)
+	results := make(map[mix][2][]float64) // bounce, balancer
 	for range rounds {
-		for _, threads := range threadCounts {
+		for _, m := range mixes {
 			if err := useBounce(); err != nil {
 				b.Fatal(err)
 			}
-			pps, err := measure(threads)
+			bare, err := measure(m)
 			if err != nil {
 				b.Fatal(err)
 			}
 			if err := stopBounce(); err != nil {
 				b.Fatal(err)
 			}
-			results[fmt.Sprintf("bounce/%d", threads)] = append(results[fmt.Sprintf("bounce/%d", threads)], pps)
 			if err := useBalancer(); err != nil {
 				b.Fatal(err)
 			}
-			if pps, err = measure(threads); err != nil {
+			fwd, err := measure(m)
+			if err != nil {
 				b.Fatal(err)
 			}
-			results[fmt.Sprintf("lb/%d", threads)] = append(results[fmt.Sprintf("lb/%d", threads)], pps)
+			r := results[m]
+			results[m] = [2][]float64{append(r[0], bare), append(r[1], fwd)}
 		}
 	}
 	median := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 	var out strings.Builder
 	fmt.Fprintf(&out, "\nveth forwarding, live frames from pktgen, %d frames per thread, median (min-max) of %d alternating rounds\n", perThread, rounds)
-	fmt.Fprintf(&out, "%-8s %22s %22s %8s\n", "threads", "bare bounce Mpps", "balancer Mpps", "ratio")
+	fmt.Fprintf(&out, "%-8s %-7s %22s %22s %8s\n", "threads", "flows", "bare bounce Mpps", "balancer Mpps", "ratio")
 	spread := func(v []float64) string {
 		return fmt.Sprintf("%.2f (%.2f-%.2f)", median(v)/1e6, slices.Min(v)/1e6, slices.Max(v)/1e6)
 	}
-	for _, threads := range threadCounts {
-		bares, fwds := results[fmt.Sprintf("bounce/%d", threads)], results[fmt.Sprintf("lb/%d", threads)]
+	for _, m := range mixes {
+		bares, fwds := results[m][0], results[m][1]
 		bare, fwd := median(bares), median(fwds)
-		fmt.Fprintf(&out, "%-8d %22s %22s %7.0f%%\n", threads, spread(bares), spread(fwds), 100*fwd/bare)
-		b.ReportMetric(fwd/1e6, fmt.Sprintf("Mpps-%dthread", threads))
-		b.ReportMetric(fwd/bare, fmt.Sprintf("ratio-%dthread", threads))
+		fmt.Fprintf(&out, "%-8d %-7s %22s %22s %7.0f%%\n", m.threads, m.flows, spread(bares), spread(fwds), 100*fwd/bare)
+		name := fmt.Sprintf("%dthread", m.threads)
+		if m.flows != "1" {
+			name += "-" + m.flows + "flows"
+		}
+		b.ReportMetric(fwd/1e6, "Mpps-"+name)
+		b.ReportMetric(fwd/bare, "ratio-"+name)
 	}
-	fmt.Fprintf(&out, "(target: balancer at least 85%% of the bare bounce)\n")
+	fmt.Fprintf(&out, "(target: balancer at least 85%% of the bare bounce; the many-flow row shows the flow table path)\n")
 	st, err := dp.Stats()
 	if err == nil && len(st.Services) == 1 {
 		fmt.Fprintf(&out, "balancer counted %d packets, %d new flows\n", st.Services[0].Packets, st.Services[0].NewFlows)
