@@ -36,11 +36,7 @@ func TestAnnounceMovesNeighbours(t *testing.T) {
 	defer nh.Close()
 	nobody, _ := net.ParseMAC("02:00:00:00:00:99")
 	for _, v := range vips {
-		family := netlink.FAMILY_V4
-		if v.Is6() {
-			family = netlink.FAMILY_V6
-		}
-		if err := nh.NeighAdd(&netlink.Neigh{LinkIndex: c.port.Index, Family: family, State: netlink.NUD_STALE,
+		if err := nh.NeighAdd(&netlink.Neigh{LinkIndex: c.port.Index, Family: family(v), State: netlink.NUD_STALE,
 			IP: v.AsSlice(), HardwareAddr: nobody}); err != nil {
 			t.Fatal(err)
 		}

@@ -96,7 +96,24 @@ func TestInterfaceAppearsLater(t *testing.T) {
 	// backup for many of its Master_Down_Intervals (361 ms).
 	attach()
 	xa.waitTransition(5*time.Second, "VI_2", "FAULT->BACKUP")
-	time.Sleep(2 * time.Second) // watching that VI_2 stays backup: no condition to wait on
+	heard := func() uint64 {
+		snap, _ := a.status()
+		for _, in := range snap.Instances {
+			if in.Name == "VI_2" {
+				return in.Counters.AdvertsReceived
+			}
+		}
+		t.Fatalf("no VI_2 in a's status")
+		return 0
+	}
+	// 20 of b's adverts: 2 s, over five Master_Down_Intervals.
+	from := heard()
+	testnet.Eventually(t, 10*time.Second, "a hears 20 of b's adverts on late0", func() error {
+		if n := heard() - from; n < 20 {
+			return fmt.Errorf("heard %d", n)
+		}
+		return nil
+	})
 	waitVIP(t, 0, vip2, b, a)
 	if got := xa.transitions("VI_2"); len(got) != 2 {
 		t.Fatalf("VI_2 on a: %v (want it to stay backup while b is master)", got)

@@ -6,6 +6,7 @@
 package vrrpsuite
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/xkeep/xkeep/internal/status"
 	"github.com/xkeep/xkeep/internal/testnet"
 )
 
@@ -83,6 +85,21 @@ func (l *lab) host(name, addr string) *host {
 		l.t.Fatal(err)
 	}
 	return &host{t: l.t, name: name, ns: ns, port: port, addr: a, dir: dir}
+}
+
+// status runs `xkeep status --json` against the host's daemon and returns
+// the snapshot and the raw output.
+func (h *host) status() (status.Snapshot, []byte) {
+	h.t.Helper()
+	out, err := exec.Command(xkeepBin, "status", "--json", "--socket", filepath.Join(h.dir, "xkeep.sock")).Output()
+	if err != nil {
+		h.t.Fatalf("xkeep status on %s: %v", h.name, err)
+	}
+	var snap status.Snapshot
+	if err := json.Unmarshal(out, &snap); err != nil {
+		h.t.Fatalf("xkeep status --json on %s: %v\n%s", h.name, err, out)
+	}
+	return snap, out
 }
 
 func (h *host) hasAddr(a netip.Addr) bool {
@@ -235,6 +252,14 @@ func waitVIP(t testing.TB, limit time.Duration, vip netip.Addr, owner *host, oth
 	return time.Since(start)
 }
 
+// family is a's netlink address family.
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
+
 // neighbourMAC returns the MAC the host's neighbour table has for a.
 func (h *host) neighbourMAC(a netip.Addr) (string, error) {
 	nh, err := h.ns.Netlink()
@@ -242,11 +267,7 @@ func (h *host) neighbourMAC(a netip.Addr) (string, error) {
 		return "", err
 	}
 	defer nh.Close()
-	family := netlink.FAMILY_V4
-	if a.Is6() {
-		family = netlink.FAMILY_V6
-	}
-	neighs, err := nh.NeighList(h.port.Index, family)
+	neighs, err := nh.NeighList(h.port.Index, family(a))
 	if err != nil {
 		return "", err
 	}

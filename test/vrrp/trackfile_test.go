@@ -1,11 +1,9 @@
 package vrrpsuite
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,19 +36,7 @@ func TestTrackFileFailover(t *testing.T) {
 	took := waitVIP(t, 3*interval+skew(100, interval)+time.Second, vip, b, a)
 	t.Logf("maintenance flag set: b holds the VIP after %v", took)
 	// xkeep status shows the value and why the instance is in FAULT.
-	out, err := exec.Command(xkeepBin, "status", "--json", "--socket", filepath.Join(a.dir, "xkeep.sock")).Output()
-	if err != nil {
-		t.Fatalf("xkeep status: %v", err)
-	}
-	var snap struct {
-		TrackFiles []struct {
-			Name  string `json:"name"`
-			Value int64  `json:"value"`
-		} `json:"track_files"`
-	}
-	if err := json.Unmarshal(out, &snap); err != nil {
-		t.Fatalf("xkeep status --json: %v\n%s", err, out)
-	}
+	snap, out := a.status()
 	if len(snap.TrackFiles) != 1 || snap.TrackFiles[0].Name != "maint" || snap.TrackFiles[0].Value != 1 {
 		t.Errorf("status track_files %+v, want maint 1", snap.TrackFiles)
 	}
